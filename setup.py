@@ -1,0 +1,70 @@
+"""Build script for both colcon (ament_python) and plain pip installs.
+
+The same tree installs two ways:
+* ``colcon build`` puts executables in ``lib/uhr_seg_ros`` (see setup.cfg) so ``ros2 run`` and
+  ``ros2 launch`` find them, and registers the package in the ament index;
+* ``pip install -e .`` into a venv on a machine without ROS gives the ``uhr-seg`` command and the
+  ``seg_node`` executable on PATH.
+In both modes config/, launch/ and models/ land in ``<prefix>/share/uhr_seg_ros`` and are found by
+``uhr_seg_ros.paths``.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "uhr_seg_ros"
+
+
+def _share(subdir: str, patterns: list[str]) -> tuple[str, list[str]]:
+    files = sorted({f for pattern in patterns for f in glob(f"{subdir}/{pattern}")})
+    return (f"share/{PACKAGE}/{subdir}", files)
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Memory-capped ultra-high-resolution semantic segmentation node for UAV imagery",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        _share("launch", ["*.py"]),
+        _share("config", ["*.yaml", "*.xml"]),
+        _share("models", ["*.pt", "*.md", "*.yaml", "*.png"]),
+    ],
+    install_requires=[
+        # torch is not pinned here: Jetson users bring NVIDIA's wheel, desktops the CUDA build.
+        # The Makefile pins the CPU build used by CI.
+        "torch>=2.4",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "setuptools",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0,<9"],
+        # ROS 2 from PyPI wheels (no apt ROS needed); a sourced ROS 2 install works as well.
+        "ros": [
+            "ros-kilted-rclpy[fastrtps]",
+            "ros-kilted-sensor-msgs",
+            "ros-kilted-std-msgs",
+            "ros-kilted-diagnostic-msgs",
+            "rosbags>=0.10",
+        ],
+        "onnx": ["onnx>=1.16"],
+        # torch-tensorrt must match the installed torch exactly: on Jetson use NVIDIA's wheel.
+        "tensorrt": ["torch-tensorrt>=2.4"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "uhr-seg = uhr_seg_ros.cli:main",
+            "seg_node = uhr_seg_ros.seg_node:main",
+            "demo_source = uhr_seg_ros.ros.demo_source:main",
+        ],
+    },
+)

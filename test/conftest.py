@@ -1,0 +1,54 @@
+"""Suite-wide fixtures. Room-specific fixtures live in each test/<room>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Real DDS in tests: a private domain per run and localhost-only discovery, set before any
+# rclpy.init() (also inherited by child processes the ROS tests spawn).
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+from uhr_seg_ros.paths import shared_data_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real imagery); the test is skipped when it is absent."""
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("../shared/data is absent (real imagery is not shipped with the project)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def deepglobe_dir(shared_data: Path) -> Path:
+    path = shared_data / "deepglobe"
+    if not any(path.glob("*_sat.jpg")):
+        pytest.skip("no DeepGlobe tiles in ../shared/data/deepglobe")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip GPU/TensorRT-marked tests cleanly where the hardware or library is missing."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        has_cuda = False
+    try:
+        import torch_tensorrt  # noqa: F401
+
+        has_trt = has_cuda
+    except Exception:  # noqa: BLE001
+        has_trt = False
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA (no GPU on this machine)"))
+        if "tensorrt" in item.keywords and not has_trt:
+            item.add_marker(pytest.mark.skip(reason="needs torch-tensorrt with CUDA"))

@@ -1,0 +1,65 @@
+"""The one small interface every inference backend implements.
+
+The tiling executor and everything above it talk to a ``Backend`` only: they never know whether
+the network runs as TensorRT engine, eager CUDA or eager CPU.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class BackendError(RuntimeError):
+    """A backend could not be created or failed to run (the message says why)."""
+
+
+class Backend(ABC):
+    """Runs the SGHRQ inference graph on batches of patches.
+
+    Contract of :meth:`infer`:
+      * input: ``(B, 3, P, P)`` tensor on :attr:`device`, dtype :attr:`input_dtype`, RGB values
+        in 0..255 (not normalised: normalisation is part of the network), ``P`` a multiple of
+        :attr:`size_divisor`, ``B`` at most :attr:`max_batch`;
+      * output: ``(B, C, P, P)`` logits on :attr:`device` (fp16 or fp32), no host copy.
+    """
+
+    #: registry name, e.g. ``"cpu"``, ``"cuda"``, ``"tensorrt"``
+    name: str = "abstract"
+    #: patch sides must be multiples of this (the network's total stride)
+    size_divisor: int = 32
+
+    def __init__(self, device: torch.device, num_classes: int, input_dtype: torch.dtype,
+                 max_batch: int = 16) -> None:
+        self.device = torch.device(device)
+        self.num_classes = int(num_classes)
+        self.input_dtype = input_dtype
+        self.max_batch = int(max_batch)
+
+    @abstractmethod
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C, P, P)`` for a batch of patches ``(B, 3, P, P)``."""
+
+    def warmup(self, batch_size: int, patch_size: int, iterations: int = 2) -> None:
+        """Run dummy batches so that lazy initialisation (cuDNN autotune, engine load,
+        CUDA graph capture) happens at start-up, not on the first real frame."""
+        dummy = torch.zeros(batch_size, 3, patch_size, patch_size, device=self.device,
+                            dtype=self.input_dtype)
+        with torch.inference_mode():
+            for _ in range(iterations):
+                self.infer(dummy)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def memory_report(self) -> dict[str, int]:
+        """Device bytes this backend holds that ``torch.cuda.memory_allocated`` cannot see
+        (e.g. a TensorRT engine's own allocations). Eager backends hold none."""
+        return {"external_bytes": 0}
+
+    def describe(self) -> str:
+        """One line for logs and the stats topic."""
+        return f"{self.name} on {self.device} ({str(self.input_dtype).replace('torch.', '')})"
+
+    def close(self) -> None:
+        """Release device resources (engines, graphs). Idempotent."""

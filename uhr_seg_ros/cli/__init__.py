@@ -1,0 +1,60 @@
+"""``uhr-seg``: the command-line face of the core.
+
+Each subcommand lives in its own module ``uhr_seg_ros/cli/<name>.py`` exposing
+``register(subparsers) -> argparse.ArgumentParser`` whose parser sets ``func(args) -> int``.
+Modules import torch and friends inside ``func`` so that ``uhr-seg --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Order is the order shown in --help.
+SUBCOMMANDS = ("segment", "calibrate", "export", "train", "eval", "demo", "replay")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uhr-seg",
+        description="Memory-capped ultra-high-resolution segmentation (SGHRQ) for UAV imagery.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module_name = f"{__name__}.{name.replace('-', '_')}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # subcommand not built (yet)
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError) as exc:
+        # Expected user errors (missing file, bad value): one clear line, no traceback.
+        logging.getLogger("uhr-seg").error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

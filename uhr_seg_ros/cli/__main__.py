@@ -1,0 +1,5 @@
+import sys
+
+from uhr_seg_ros.cli import main
+
+sys.exit(main())
