@@ -33,7 +33,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         _share("launch", ["*.py"]),
         _share("config", ["*.yaml", "*.xml"]),
-        _share("models", ["*.pt", "*.md", "*.yaml", "*.png"]),
+        _share("models", ["*.pt", "*.md", "*.yaml", "*.json", "*.png", "*.jpg"]),
     ],
     install_requires=[
         # torch is not pinned here: Jetson users bring NVIDIA's wheel, desktops the CUDA build.

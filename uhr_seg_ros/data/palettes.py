@@ -1,0 +1,80 @@
+"""Class names and colours, and turning class-id masks into pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+#: DeepGlobe Land Cover in benchmark order; "unknown" is not a class (it becomes IGNORE_INDEX).
+DEEPGLOBE_CLASSES: tuple[str, ...] = (
+    "urban", "agriculture", "rangeland", "forest", "water", "barren",
+)
+#: The data set's own colours (RGB), index = class id.
+DEEPGLOBE_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255),
+)
+DEEPGLOBE_UNKNOWN_COLOR = (0, 0, 0)
+
+INRIA_CLASSES: tuple[str, ...] = ("background", "building")
+INRIA_PALETTE: tuple[tuple[int, int, int], ...] = ((0, 0, 0), (255, 255, 255))
+
+
+def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct, deterministic colours for ``num_classes`` classes (DeepGlobe's when it fits)."""
+    if num_classes <= len(DEEPGLOBE_PALETTE):
+        return DEEPGLOBE_PALETTE[:num_classes]
+    rng = np.random.default_rng(0)
+    extra = rng.integers(0, 256, size=(num_classes - len(DEEPGLOBE_PALETTE), 3))
+    return DEEPGLOBE_PALETTE + tuple(tuple(int(v) for v in row) for row in extra)
+
+
+def palette_lut(palette, ignore_color=(0, 0, 0)) -> np.ndarray:
+    """A ``(256, 3)`` uint8 lookup table: class id → colour, every other id → ``ignore_color``."""
+    lut = np.empty((256, 3), dtype=np.uint8)
+    lut[:] = ignore_color
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    lut[: len(pal)] = pal
+    return lut
+
+
+def colorize(mask: np.ndarray, palette, image: np.ndarray | None = None,
+             alpha: float = 0.5) -> np.ndarray:
+    """RGB picture of a ``H×W`` uint8 class mask, optionally blended over an RGB ``image``.
+
+    ``alpha`` is the weight of the mask colours in the blend (0 = image only, 1 = mask only).
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be H×W, got shape {mask.shape}")
+    colour = palette_lut(palette)[mask]
+    if image is None:
+        return colour
+    if image.shape[:2] != mask.shape or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image {image.shape} must be H×W×3 matching mask {mask.shape}")
+    blended = colour.astype(np.float32) * alpha + image.astype(np.float32) * (1.0 - alpha)
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def rgb_to_class(rgb: np.ndarray, palette, unknown_color=None) -> np.ndarray:
+    """Map a colour-coded label picture ``H×W×3`` to class ids; unlisted colours → IGNORE_INDEX.
+
+    Returns ``(labels, unknown_fraction)`` where ``unknown_fraction`` counts pixels whose colour is
+    neither in ``palette`` nor equal to ``unknown_color`` (a sign of a bad or lossy mask file).
+    """
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"colour label must be H×W×3, got {rgb.shape}")
+    rgb = rgb[..., :3]
+    # Threshold at 128 per channel: DeepGlobe colours are saturated; this is robust to JPEG noise.
+    bits = ((rgb >= 128).astype(np.int32) * np.array([4, 2, 1], dtype=np.int32)).sum(axis=2)
+    code_lut = np.full(8, IGNORE_INDEX, dtype=np.uint8)
+    known = np.zeros(8, dtype=bool)
+    for cls, colour in enumerate(palette):
+        code = sum(b * w for b, w in zip((c >= 128 for c in colour), (4, 2, 1)))
+        code_lut[code] = cls
+        known[code] = True
+    if unknown_color is not None:
+        code = sum(b * w for b, w in zip((c >= 128 for c in unknown_color), (4, 2, 1)))
+        known[code] = True
+    labels = code_lut[bits]
+    unexpected = float((~known[bits]).mean())
+    return labels, unexpected
