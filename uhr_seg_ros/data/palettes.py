@@ -78,3 +78,25 @@ def rgb_to_class(rgb: np.ndarray, palette, unknown_color=None) -> np.ndarray:
     labels = code_lut[bits]
     unexpected = float((~known[bits]).mean())
     return labels, unexpected
+
+
+def match_colors(rgb: np.ndarray, palette, ignore_colors=()) -> tuple[np.ndarray, float]:
+    """Map a colour label picture ``H×W×3`` to class ids by exact colour; others → IGNORE_INDEX.
+
+    For arbitrary palettes (user folders) where :func:`rgb_to_class`'s saturated-colour
+    threshold does not apply. Returns ``(labels, unknown_fraction)``; ``unknown_fraction`` counts
+    pixels whose colour is neither in ``palette`` nor in ``ignore_colors``.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"colour label must be H×W×3, got {rgb.shape}")
+    rgb = rgb[..., :3].astype(np.int32)
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    entries = [(r << 16 | g << 8 | b, cls) for cls, (r, g, b) in enumerate(palette)]
+    entries += [(r << 16 | g << 8 | b, IGNORE_INDEX) for r, g, b in ignore_colors]
+    entries.sort()
+    known_codes = np.array([code for code, _ in entries], dtype=np.int32)
+    known_ids = np.array([cls for _, cls in entries], dtype=np.uint8)
+    slot = np.clip(np.searchsorted(known_codes, codes), 0, len(known_codes) - 1)
+    found = known_codes[slot] == codes
+    labels = np.where(found, known_ids[slot], np.uint8(IGNORE_INDEX)).astype(np.uint8)
+    return labels, float((~found).mean())

@@ -1,0 +1,1 @@
+"""Data sets, palettes and the synthetic scene generator (plain numpy/OpenCV, no ROS)."""
