@@ -1,0 +1,95 @@
+"""Segmentation node (and optionally a demo camera) with the large-image Fast DDS profile.
+
+    ros2 launch uhr_seg_ros seg.launch.py                        # masks on /uhr_seg/mask
+    ros2 launch uhr_seg_ros seg.launch.py demo:=true             # plus a demo camera
+    ros2 launch uhr_seg_ros seg.launch.py demo:=true demo_source:=/data/frames
+    ros2 launch uhr_seg_ros seg.launch.py image_topic:=/uav/cam/image backend:=cuda,cpu \\
+        params_file:=$(ros2 pkg prefix uhr_seg_ros)/share/uhr_seg_ros/config/seg_orin_1p5gb.yaml
+
+The node runs as ``<namespace>/uhr_seg`` with its ``image`` input remapped to ``image_topic``.
+Every process started here gets FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3.x: Jazzy, Kilted) and
+FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble) pointing at
+config/fastdds_large_images.xml, unless the user set either one: without it best-effort 4K
+frames are lost as fragmented UDP (see docs/ros.md). Nodes started outside this launch file
+(e.g. the camera driver) need the same variable to send large frames over shared memory.
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "uhr_seg_ros"
+PROFILE_ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def _seg_node(context: LaunchContext) -> list[Node]:
+    """The segmentation node; ``model`` and ``backend`` override the params file only when set."""
+    overrides = {}
+    model = LaunchConfiguration("model").perform(context)
+    if model:
+        overrides["model_path"] = model
+    backend = LaunchConfiguration("backend").perform(context)
+    if backend:
+        overrides["backend_order"] = [name.strip() for name in backend.split(",") if name.strip()]
+    return [Node(
+        package=PACKAGE,
+        executable="seg_node",
+        name="uhr_seg",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        remappings=[("image", LaunchConfiguration("image_topic")),
+                    ("image/compressed", [LaunchConfiguration("image_topic"), "/compressed"])],
+        output="screen",
+        emulate_tty=True,
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = Path(get_package_share_directory(PACKAGE))
+    profile = str(share / "config" / "fastdds_large_images.xml")
+    fastdds3, fastdds2 = PROFILE_ENV_VARS
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "params_file", default_value=str(share / "config" / "seg.yaml"),
+            description="node parameters (YAML); presets in the package's config/ folder"),
+        DeclareLaunchArgument(
+            "model", default_value="",
+            description="SGHRQ checkpoint (.pt); empty = the params file's (bundled default)"),
+        DeclareLaunchArgument(
+            "image_topic", default_value="/camera/image_raw",
+            description="input sensor_msgs/Image topic (compressed: <image_topic>/compressed)"),
+        DeclareLaunchArgument(
+            "namespace", default_value="uhr_seg",
+            description="namespace of the node and its mask, mask_color and stats topics"),
+        DeclareLaunchArgument(
+            "backend", default_value="",
+            description="backend order, comma-separated (e.g. 'cuda,cpu'); empty = params file"),
+        DeclareLaunchArgument(
+            "demo", default_value="false",
+            description="also run a demo camera publishing on image_topic"),
+        DeclareLaunchArgument(
+            "demo_source", default_value="sample",
+            description="demo camera frames: sample (bundled frame), synthetic, or an image "
+                        "file / folder"),
+        # A profile the user chose (either name) wins and is copied to the other name.
+        SetEnvironmentVariable(fastdds3, EnvironmentVariable(
+            fastdds3, default_value=EnvironmentVariable(fastdds2, default_value=profile))),
+        SetEnvironmentVariable(fastdds2, EnvironmentVariable(
+            fastdds2, default_value=EnvironmentVariable(fastdds3, default_value=profile))),
+        OpaqueFunction(function=_seg_node),
+        Node(
+            package=PACKAGE,
+            executable="demo_source",
+            name="demo_source",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[{"source": LaunchConfiguration("demo_source")}],
+            remappings=[("image", LaunchConfiguration("image_topic"))],
+            output="screen",
+            condition=IfCondition(LaunchConfiguration("demo")),
+        ),
+    ])
