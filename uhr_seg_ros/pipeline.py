@@ -1,0 +1,293 @@
+"""``Segmenter``: the one object adapters (ROS node, CLI, evaluation) hold.
+
+It owns the model, the backend, the measured memory model, one tile plan per frame size and the
+executor's reused buffers; ``segment`` takes a uint8 RGB frame and returns a uint8 class mask.
+Start-up work (loading, backend selection, memory calibration, warm-up) happens once in
+:meth:`Segmenter.from_settings` and on the first frame of a new size (or in :meth:`prepare`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from uhr_seg_ros.backends import Backend, create_backend
+from uhr_seg_ros.data.palettes import default_palette
+from uhr_seg_ros.tiling import (DEFAULT_SAFETY_MARGIN, MemoryModel, PlanError, TiledExecutor,
+                                TilePlan, calibrate, device_name, find_memory_model,
+                                model_identity, plan_tiles)
+from uhr_seg_ros.tiling.memory_model import QUICK_POINTS
+
+log = logging.getLogger(__name__)
+
+#: Patch sizes TensorRT engines are built for when ``patch_size`` is not pinned (one engine
+#: each, built once and cached): a large one for generous caps, a small one for tight caps.
+TENSORRT_PATCH_SIZES: tuple[int, ...] = (512, 1024)
+
+
+def calibration_points(backend: Backend, patch_size: int | None,
+                       default: tuple[tuple[int, int], ...] = QUICK_POINTS
+                       ) -> tuple[tuple[int, int], ...]:
+    """``(batch, patch)`` shapes to measure: ``default``, except that TensorRT can only run the
+    patch sizes it built engines for (batch 1 and its largest batch of each)."""
+    if backend.name != "tensorrt":
+        return default
+    patches = TENSORRT_PATCH_SIZES if patch_size is None else (patch_size,)
+    return tuple(sorted({(b, p) for p in patches for b in (1, backend.max_batch)}))
+
+
+@dataclass
+class SegmenterSettings:
+    """Everything a user can choose; ROS parameters and CLI flags map onto these fields."""
+
+    # checkpoint file; None = the bundled default model (uhr_seg_ros.paths.default_model_path())
+    model_path: str | None = None
+    # backends tried in order until one comes up (tensorrt | cuda | cpu)
+    backend_order: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+    # fp16 | fp32 on GPU backends (the CPU backend always runs fp32)
+    precision: str = "fp16"
+    # device memory inference may use, in MB (weights, engine, buffers, activations)
+    memory_cap_mb: float = 1500.0
+    # fraction of the cap kept free for fragmentation and measurement variance
+    safety_margin: float = DEFAULT_SAFETY_MARGIN
+    # planner overrides: None lets the planner decide from the cap
+    patch_size: int | None = None
+    overlap: int | None = None
+    batch_size: int | None = None
+    # largest batch the backend is built for (TensorRT profile, CUDA graph size)
+    max_batch: int = 4
+    # also return the per-pixel confidence (max softmax of the averaged logits)
+    return_confidence: bool = False
+    # a file written by `uhr-seg calibrate`; None = look in config/memory_models/, else measure
+    # a quick memory model at start-up
+    memory_model_path: str | None = None
+    # TensorRT engine cache (None = ~/.cache/uhr_seg_ros/engines)
+    engine_cache_dir: str | None = None
+
+
+@dataclass
+class SegmentationResult:
+    """The output of one frame."""
+
+    #: ``(H, W)`` uint8 class ids, the size of the input frame
+    mask: np.ndarray
+    #: ``(H, W)`` float16 in 0..1 (max softmax probability) or None when not requested
+    confidence: np.ndarray | None
+    #: milliseconds: upload, gather, infer, merge, download (the phases that ran) and total
+    timings_ms: dict[str, float]
+    #: the tile plan this frame ran with
+    plan: TilePlan
+    #: CUDA: measured peak (``max_memory_allocated`` + backend external bytes) during the call;
+    #: CPU: held weights + the measured forward peak + the executor's tracked buffers
+    peak_memory_mb: float
+    #: per-class names, index = class id
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A ``(H, W, 1|3)`` uint8 tensor view of an ``H×W``, ``H×W×1/3/4`` array or a ``1/3/4×H×W``
+    tensor (alpha dropped, no copy unless the array has negative strides)."""
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+            channels_last = image
+        elif image.ndim == 2:
+            channels_last = image[:, :, None]
+        else:
+            raise ValueError(f"image must be H×W or H×W×C with C in 1, 3, 4 (RGB order), got "
+                             f"shape {image.shape}; convert BGR/other layouts at the adapter")
+        if any(stride < 0 for stride in channels_last.strides):
+            channels_last = np.ascontiguousarray(channels_last)
+        tensor = torch.from_numpy(channels_last)
+    elif isinstance(image, torch.Tensor):
+        if image.dim() == 3 and image.shape[0] in (1, 3, 4):
+            tensor = image.permute(1, 2, 0)
+        elif image.dim() == 2:
+            tensor = image[:, :, None]
+        else:
+            raise ValueError(f"image tensor must be H×W or C×H×W with C in 1, 3, 4, got shape "
+                             f"{tuple(image.shape)}")
+    else:
+        raise ValueError(f"image must be a numpy array or a torch tensor, got {type(image)}")
+    if tensor.dtype != torch.uint8:
+        raise ValueError(f"image must be uint8 (0..255), got {tensor.dtype}; convert with "
+                         "np.clip(x, 0, 255).astype(np.uint8) or rescale float images first")
+    if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        raise ValueError(f"image is empty: {tuple(tensor.shape[:2])} pixels")
+    return tensor[..., :3]
+
+
+def _resolve_model(settings: SegmenterSettings) -> nn.Module:
+    from uhr_seg_ros.model import load_checkpoint
+    from uhr_seg_ros.paths import default_model_path
+
+    path = Path(settings.model_path) if settings.model_path else default_model_path()
+    if not path.is_file():
+        hint = ("the bundled default model has not been trained/installed yet; train one with "
+                "`uhr-seg train` or pass a checkpoint") if not settings.model_path else \
+            "check the path"
+        raise FileNotFoundError(f"model checkpoint {path} does not exist: {hint} "
+                                "(--model PATH / model_path parameter)")
+    return load_checkpoint(path)
+
+
+class Segmenter:
+    """Segments frames of any size under a memory cap. Build with :meth:`from_settings`."""
+
+    def __init__(self, model: nn.Module, backend: Backend, memory_model: MemoryModel,
+                 settings: SegmenterSettings) -> None:
+        self.model = model
+        self.backend = backend
+        self.memory_model = memory_model
+        self.settings = settings
+        config = getattr(model, "config", None)
+        num_classes = backend.num_classes
+        self.class_names: tuple[str, ...] = tuple(
+            getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
+        self.palette = default_palette(num_classes)
+        self.executor = TiledExecutor(backend)
+        self._plans: dict[tuple[int, int], TilePlan] = {}
+        self._warmed: set[tuple[int, int]] = set()
+        self._allowed_patches = (tuple(TENSORRT_PATCH_SIZES if settings.patch_size is None
+                                       else (settings.patch_size,))
+                                 if backend.name == "tensorrt" else None)
+
+    @classmethod
+    def from_settings(cls, settings: SegmenterSettings, model: nn.Module | None = None
+                      ) -> "Segmenter":
+        """Load the model (or use the in-memory ``model``), bring up the first backend of
+        ``settings.backend_order`` that works here and get a measured memory model."""
+        if settings.memory_cap_mb <= 0:
+            raise ValueError(f"memory_cap_mb must be positive, got {settings.memory_cap_mb}")
+        if model is None:
+            model = _resolve_model(settings)
+        patch_sizes = (TENSORRT_PATCH_SIZES if settings.patch_size is None
+                       else (settings.patch_size,))
+        backend = create_backend(model, settings.backend_order, precision=settings.precision,
+                                 max_batch=settings.max_batch, patch_sizes=patch_sizes,
+                                 engine_cache_dir=settings.engine_cache_dir)
+        memory_model = cls._memory_model_for(model, backend, settings)
+        return cls(model, backend, memory_model, settings)
+
+    @staticmethod
+    def _memory_model_for(model: nn.Module, backend: Backend,
+                          settings: SegmenterSettings) -> MemoryModel:
+        precision = getattr(backend, "precision", "fp32")
+        identity = dict(model_id=model_identity(model), backend=backend.name,
+                        device=device_name(backend.device), precision=precision)
+        if settings.memory_model_path:
+            stored = MemoryModel.load(settings.memory_model_path)
+            if not stored.matches(**identity):
+                raise ValueError(
+                    f"memory model {settings.memory_model_path} was measured for "
+                    f"{stored.model_id} on {stored.backend}/{stored.device}/{stored.precision}, "
+                    f"not {identity['model_id']} on {backend.name}/{identity['device']}/"
+                    f"{precision}; re-run `uhr-seg calibrate` for this model and device")
+            return stored
+        from uhr_seg_ros.paths import config_dir
+
+        try:
+            stored = find_memory_model(config_dir() / "memory_models", **identity)
+        except FileNotFoundError:
+            stored = None
+        if stored is not None:
+            return stored
+        log.info("no stored memory model for %s on %s; measuring one now (a few forward "
+                 "passes; `uhr-seg calibrate` stores a fuller one)", identity["model_id"],
+                 backend.describe())
+        return calibrate(backend, identity["model_id"], precision,
+                         calibration_points(backend, settings.patch_size))
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _held_bytes(self) -> int:
+        """Device bytes held before a frame: everything torch has allocated (weights, graphs)
+        plus what the backend holds outside torch (TensorRT engines). On CPU: the weights."""
+        external = int(self.backend.memory_report().get("external_bytes", 0))
+        if self.backend.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.backend.device) + external
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors) + external
+
+    def plan_for(self, height: int, width: int) -> TilePlan:
+        """The tile plan for a ``height × width`` frame (cached); :class:`PlanError` if none
+        fits the cap."""
+        key = (int(height), int(width))
+        if key not in self._plans:
+            if self.executor.plan is not None and (self.executor.plan.height,
+                                                   self.executor.plan.width) != key:
+                self.executor.release()  # the planner must see the memory those buffers held
+            s = self.settings
+            self._plans[key] = plan_tiles(
+                *key, cap_bytes=int(s.memory_cap_mb * 2**20), memory_model=self.memory_model,
+                num_classes=self.backend.num_classes, device=self.backend.device,
+                input_dtype=self.backend.input_dtype, held_bytes=self._held_bytes(),
+                max_batch=self.backend.max_batch, size_divisor=self.backend.size_divisor,
+                with_confidence=s.return_confidence, safety_margin=s.safety_margin,
+                patch_size=s.patch_size, overlap=s.overlap, batch_size=s.batch_size,
+                allowed_patches=self._allowed_patches)
+            log.info("tile plan %s", self._plans[key].describe())
+        return self._plans[key]
+
+    def prepare(self, height: int, width: int) -> TilePlan:
+        """Plan, allocate and warm up for frames of this size now instead of on the first one."""
+        plan = self.plan_for(height, width)
+        self.executor.prepare(plan, self.settings.return_confidence)
+        if (plan.batch, plan.patch) not in self._warmed:
+            self.backend.warmup(plan.batch, plan.patch)
+            self._warmed.add((plan.batch, plan.patch))
+        return plan
+
+    def set_memory_cap(self, mb: float) -> TilePlan | None:
+        """Change the cap and re-plan the frame size in use (returned; None before any frame).
+        Raises :class:`PlanError` (and keeps the old cap) when nothing fits the new one."""
+        if mb <= 0:
+            raise PlanError(f"memory cap must be positive, got {mb} MB")
+        current = self.executor.plan
+        old_cap, old_plans = self.settings.memory_cap_mb, self._plans
+        self.settings.memory_cap_mb, self._plans = float(mb), {}
+        if current is None:
+            return None
+        self.executor.release()
+        try:
+            return self.prepare(current.height, current.width)
+        except PlanError:
+            self.settings.memory_cap_mb, self._plans = old_cap, old_plans
+            raise
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def segment(self, image: np.ndarray | torch.Tensor) -> SegmentationResult:
+        """Class mask of one frame: ``H×W`` / ``H×W×{1,3,4}`` uint8 RGB(A) array, or a
+        ``{1,3,4}×H×W`` uint8 tensor (on the host or already on the backend's device)."""
+        start = time.perf_counter()
+        frame = _as_hwc(image)
+        plan = self.prepare(frame.shape[0], frame.shape[1])
+        on_cuda = self.backend.device.type == "cuda"
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats(self.backend.device)
+        mask, confidence, timings = self.executor.run(frame)
+        if on_cuda:
+            peak = (torch.cuda.max_memory_allocated(self.backend.device)
+                    + int(self.backend.memory_report().get("external_bytes", 0)))
+        else:
+            peak = (self._held_bytes() + self.memory_model.predict(plan.batch, plan.patch)
+                    + self.executor.buffer_bytes)
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        return SegmentationResult(mask, confidence, timings, plan, peak / 2**20, self.class_names)
+
+    def describe(self) -> str:
+        """One line for logs: backend, cap and memory model."""
+        return (f"{self.backend.describe()}, cap {self.settings.memory_cap_mb:.0f} MB, "
+                f"memory model {self.memory_model.model_id} "
+                f"({len(self.memory_model.points)} measured points)")
+
+    def close(self) -> None:
+        """Free the executor's buffers and the backend's device resources."""
+        self.executor.release()
+        self.backend.close()

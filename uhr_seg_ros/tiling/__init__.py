@@ -1,0 +1,18 @@
+"""Memory-capped tiling: a measured memory model, a planner and a tile executor.
+
+``plan_tiles`` picks patch/overlap/batch for a frame size under a cap; ``TiledExecutor`` runs
+that plan on a backend, merging overlapping logits one band of rows at a time.
+"""
+
+from .executor import TiledExecutor, buffer_bytes, buffer_specs
+from .geometry import TileGrid, coverage_counts, round_up, tile_starts
+from .memory_model import (MemoryModel, calibrate, device_name, find_memory_model,
+                           measure_infer_peak, model_identity)
+from .planner import DEFAULT_SAFETY_MARGIN, PlanError, TilePlan, plan_tiles
+
+__all__ = [
+    "DEFAULT_SAFETY_MARGIN", "MemoryModel", "PlanError", "TileGrid", "TilePlan", "TiledExecutor",
+    "buffer_bytes", "buffer_specs", "calibrate", "coverage_counts", "device_name",
+    "find_memory_model", "measure_infer_peak", "model_identity", "plan_tiles", "round_up",
+    "tile_starts",
+]

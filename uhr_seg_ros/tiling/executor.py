@@ -1,0 +1,259 @@
+"""Run a :class:`~uhr_seg_ros.tiling.planner.TilePlan` on one frame: tiles in, class mask out.
+
+Data path (nothing frame-sized in float, ever):
+  1. the uint8 frame goes to the device once (or, when the plan says it does not fit, one band
+     of ``tile_height`` rows per row of windows);
+  2. windows are copied from views of that frame into one reused ``(B, 3, P, P)`` batch buffer
+     (the uint8 → float conversion happens in that copy) and sent through the backend;
+  3. their logits are summed into a ring buffer of ``tile_height`` rows × frame width; when a
+     row of windows is complete, the rows no later window touches are final: argmax (and,
+     on request, the softmax confidence of the averaged logits) → uint8 labels, then those
+     ring rows are zeroed for reuse;
+  4. labels go to the host once at the end (or per band when streaming).
+
+Argmax of the summed logits equals argmax of the averaged logits (every class of a pixel is
+divided by the same window count), so the count is only applied for the confidence.
+All buffers are allocated by :meth:`TiledExecutor.prepare` and reused for every frame of the
+same size; :func:`buffer_specs` is the one description of them, used by the planner as well.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+
+from uhr_seg_ros.backends.base import Backend
+
+from .geometry import TileGrid, coverage_counts
+
+if TYPE_CHECKING:
+    from .planner import TilePlan
+
+BufferSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
+                 input_dtype: torch.dtype, *, frame_resident: bool,
+                 with_confidence: bool) -> BufferSpecs:
+    """Name → ``(shape, dtype)`` of every buffer the executor allocates for one plan."""
+    height, width, rows = grid.height, grid.width, grid.tile_height
+    specs: BufferSpecs = {
+        "batch": ((batch, 3, grid.patch, grid.patch), input_dtype),
+        "logit_rows": ((num_classes, rows, width), torch.float32),  # ring of open rows
+        "row_max": ((rows, width), torch.float32),
+        "row_argmax": ((rows, width), torch.int64),
+        "label_rows": ((rows, width), torch.uint8),
+    }
+    if with_confidence:
+        specs["confidence_rows"] = ((rows, width), torch.float16)
+        specs["row_counts"] = ((height,), torch.float32)
+        specs["col_counts"] = ((width,), torch.float32)
+    if torch.device(device).type == "cuda":
+        if frame_resident:
+            specs["frame"] = ((height, width, 3), torch.uint8)
+            specs["mask"] = ((height, width), torch.uint8)
+            if with_confidence:
+                specs["confidence"] = ((height, width), torch.float16)
+        else:
+            specs["frame_rows"] = ((rows, width, 3), torch.uint8)
+    return specs
+
+
+def buffer_bytes(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
+                 input_dtype: torch.dtype, *, frame_resident: bool, with_confidence: bool) -> int:
+    """Total bytes of :func:`buffer_specs`."""
+    specs = buffer_specs(grid, batch, num_classes, device, input_dtype,
+                         frame_resident=frame_resident, with_confidence=with_confidence)
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in specs.values())
+
+
+class _PhaseTimer:
+    """Milliseconds per phase; CUDA phases are timed with events and read once at the end."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.host_ms: dict[str, float] = {}
+        self.events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.events.append((name, start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self.host_ms[name] = self.host_ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+
+    def result(self) -> dict[str, float]:
+        totals = dict(self.host_ms)
+        if self.events:
+            self.events[-1][2].synchronize()
+            for name, start, end in self.events:
+                totals[name] = totals.get(name, 0.0) + start.elapsed_time(end)
+        return totals
+
+
+class TiledExecutor:
+    """Segments frames tile by tile through a :class:`Backend` under a :class:`TilePlan`."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.device = backend.device
+        self.plan: TilePlan | None = None
+        self.with_confidence = False
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._batches: list[list[tuple[int, int, int]]] = []
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes of every buffer currently allocated (the executor's tracked allocations)."""
+        return sum(t.numel() * t.element_size() for t in self._buffers.values())
+
+    def prepare(self, plan: TilePlan, with_confidence: bool = False) -> None:
+        """Allocate the buffers of ``plan`` (no-op when they already match)."""
+        if plan == self.plan and with_confidence == self.with_confidence:
+            return
+        self.release()
+        grid = plan.grid
+        specs = buffer_specs(grid, plan.batch, self.backend.num_classes, self.device,
+                             self.backend.input_dtype, frame_resident=plan.frame_resident,
+                             with_confidence=with_confidence)
+        self._buffers = {name: torch.zeros(shape, dtype=dtype, device=self.device)
+                         for name, (shape, dtype) in specs.items()}
+        if with_confidence:
+            self._buffers["row_counts"].copy_(torch.from_numpy(
+                coverage_counts(grid.height, grid.patch, grid.stride)))
+            self._buffers["col_counts"].copy_(torch.from_numpy(
+                coverage_counts(grid.width, grid.patch, grid.stride)))
+        self._batches = self._make_batches(grid, plan.batch, split_rows=not plan.frame_resident)
+        self.plan, self.with_confidence = plan, with_confidence
+
+    def release(self) -> None:
+        """Free every buffer (before re-planning, so that the planner sees free memory)."""
+        self._buffers = {}
+        self._batches = []
+        self.plan = None
+
+    @staticmethod
+    def _make_batches(grid: TileGrid, batch: int,
+                      split_rows: bool) -> list[list[tuple[int, int, int]]]:
+        # Streaming uploads one band of rows at a time, so a batch must not span two rows.
+        groups = ([[t for t in grid.tiles() if t[0] == r] for r in range(len(grid.row_starts))]
+                  if split_rows else [grid.tiles()])
+        return [group[i:i + batch] for group in groups for i in range(0, len(group), batch)]
+
+    def run(self, frame: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+        """Segment one ``(H, W, 1|3)`` uint8 frame (host or device) of the prepared size.
+
+        Returns the ``(H, W)`` uint8 class mask, the ``(H, W)`` float16 confidence (max softmax
+        probability of the averaged logits, 0..1) or None, and milliseconds per phase.
+        """
+        plan = self.plan
+        if plan is None or tuple(frame.shape[:2]) != (plan.height, plan.width):
+            raise ValueError(f"executor prepared for {None if plan is None else plan.grid}, "
+                             f"got a frame of shape {tuple(frame.shape)}")
+        grid, buf = plan.grid, self._buffers
+        timer = _PhaseTimer(self.device)
+        mask = np.empty((grid.height, grid.width), dtype=np.uint8)
+        confidence = (np.empty((grid.height, grid.width), dtype=np.float16)
+                      if self.with_confidence else None)
+        sinks = self._sinks(mask, confidence)
+        with timer("upload"):
+            source = self._stage(frame)
+        tile_h, tile_w = grid.tile_height, grid.tile_width
+        done, open_y = 0, 0  # frame rows [0, done) are final; open_y starts the current row
+        with torch.inference_mode():
+            for tiles in self._batches:
+                with timer("gather"):  # includes the band upload when the frame is streamed
+                    for k, (_, y, x) in enumerate(tiles):
+                        window = source(y)[:, x:x + tile_w]
+                        buf["batch"][k, :, :tile_h, :tile_w].copy_(window.permute(2, 0, 1))
+                with timer("infer"):
+                    logits = self.backend.infer(buf["batch"][:len(tiles)])
+                with timer("merge"):
+                    for k, (_, y, x) in enumerate(tiles):
+                        if y != open_y:  # first window of a new row: rows above it are final
+                            self._finalize(done, y, sinks)
+                            done = open_y = y
+                        for r0, r1, f0, f1 in self._ring_pieces(y, y + tile_h):
+                            buf["logit_rows"][:, r0:r1, x:x + tile_w].add_(
+                                logits[k, :, f0 - y:f1 - y, :tile_w])
+            with timer("merge"):
+                self._finalize(done, grid.height, sinks)
+            with timer("download"):
+                if "mask" in buf:
+                    torch.from_numpy(mask).copy_(buf["mask"])
+                    if confidence is not None:
+                        torch.from_numpy(confidence).copy_(buf["confidence"])
+        return mask, confidence, timer.result()
+
+    def _stage(self, frame: torch.Tensor):
+        """A function ``y -> (tile_height, W, c)`` device view of frame rows ``[y, y+tile_h)``."""
+        plan, buf = self.plan, self._buffers
+        tile_h = plan.grid.tile_height
+        if frame.device == self.device:
+            return lambda y: frame[y:y + tile_h]
+        channels = frame.shape[2]
+        if plan.frame_resident:
+            staged = buf["frame"][..., :channels]
+            staged.copy_(frame)
+            return lambda y: staged[y:y + tile_h]
+        band = buf["frame_rows"][..., :channels]
+        uploaded = {"y": None}
+
+        def rows(y: int) -> torch.Tensor:
+            if uploaded["y"] != y:
+                band.copy_(frame[y:y + tile_h])
+                uploaded["y"] = y
+            return band
+
+        return rows
+
+    def _sinks(self, mask: np.ndarray, confidence: np.ndarray | None):
+        """Where final rows go: the device-resident output (copied once at the end) or the host
+        output directly (CPU, or a streamed frame)."""
+        buf = self._buffers
+        mask_sink = buf.get("mask", torch.from_numpy(mask))
+        conf_sink = None
+        if confidence is not None:
+            conf_sink = buf.get("confidence", torch.from_numpy(confidence))
+        return mask_sink, conf_sink
+
+    def _ring_pieces(self, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:
+        """Split frame rows ``[start, stop)`` into contiguous ring slices:
+        ``(ring_lo, ring_hi, frame_lo, frame_hi)``. The ring holds ``tile_height`` rows and row
+        ``y`` lives at ``y % tile_height``; a span never exceeds the ring."""
+        size = self.plan.grid.tile_height
+        while start < stop:
+            lo = start % size
+            hi = min(size, lo + stop - start)
+            yield lo, hi, start, start + hi - lo
+            start += hi - lo
+
+    def _finalize(self, start: int, stop: int, sinks) -> None:
+        """Frame rows ``[start, stop)`` get no more logits: label them and free their ring rows."""
+        buf = self._buffers
+        mask_sink, conf_sink = sinks
+        for r0, r1, f0, f1 in self._ring_pieces(start, stop):
+            n = r1 - r0
+            logits = buf["logit_rows"][:, r0:r1]
+            best, labels = buf["row_max"][:n], buf["row_argmax"][:n]
+            torch.max(logits, dim=0, out=(best, labels))
+            buf["label_rows"][:n].copy_(labels)
+            mask_sink[f0:f1].copy_(buf["label_rows"][:n])
+            if conf_sink is not None:
+                # max softmax of the averaged logits = 1 / sum_c exp((l_c - max) / count)
+                logits.sub_(best).div_(buf["row_counts"][f0:f1].view(1, n, 1))
+                logits.div_(buf["col_counts"].view(1, 1, -1)).exp_()
+                torch.sum(logits, dim=0, out=best)
+                buf["confidence_rows"][:n].copy_(best.reciprocal_())
+                conf_sink[f0:f1].copy_(buf["confidence_rows"][:n])
+            logits.zero_()

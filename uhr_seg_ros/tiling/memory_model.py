@@ -1,0 +1,182 @@
+"""Measured memory model of one network on one backend: peak bytes of a forward pass.
+
+Activation memory depends on cuDNN algorithm choice, TensorRT tactics and the allocator, so the
+planner never guesses it: :func:`calibrate` runs the real backend on a few ``(batch, patch)``
+shapes and records the peak, and :class:`MemoryModel` turns those points into an upper bound
+``fixed + per_pixel · batch · patch²`` that no measured point exceeds.
+
+What one measurement counts (the input batch itself is excluded: the executor owns it):
+  * CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call, plus the drop of
+    free device memory (``torch.cuda.mem_get_info``) that torch's own reserve growth does not
+    explain, i.e. memory taken by engines torch cannot see (TensorRT);
+  * CPU: the peak of live torch CPU allocations during the call, from the profiler's memory
+    events (the closest CPU equivalent of ``max_memory_allocated``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from uhr_seg_ros.backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+#: ``(batch, patch)`` shapes measured by default: small enough to run at start-up on a CPU,
+#: two patch sizes and two batch sizes so that the per-pixel slope is well determined.
+QUICK_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256))
+#: Shapes measured by ``uhr-seg calibrate`` (covers the planner's usual choices on a GPU).
+FULL_POINTS: tuple[tuple[int, int], ...] = (
+    (1, 256), (1, 512), (2, 512), (1, 1024), (2, 1024), (4, 1024), (1, 1536),
+)
+
+
+@dataclass
+class MemoryModel:
+    """Upper bound of the extra device bytes one ``backend.infer(B×3×P×P)`` needs."""
+
+    #: what was measured: model identity, backend name, device name, precision
+    model_id: str
+    backend: str
+    device: str
+    precision: str
+    #: bytes independent of the batch size (workspaces, weight casts)
+    fixed_bytes: int
+    #: bytes per input pixel of the batch (activations, logits); multiplies ``B·P²``
+    bytes_per_pixel: float
+    #: the raw measurements ``[batch, patch, peak_bytes]`` the fit came from
+    points: list[list[int]] = field(default_factory=list)
+
+    def predict(self, batch: int, patch: int) -> int:
+        """Peak extra bytes of one forward of ``batch`` patches of ``patch × patch``."""
+        return int(self.fixed_bytes + self.bytes_per_pixel * batch * patch * patch)
+
+    def matches(self, model_id: str, backend: str, device: str, precision: str) -> bool:
+        return (self.model_id, self.backend, self.device, self.precision) == (
+            model_id, backend, device, precision)
+
+    @classmethod
+    def fit(cls, points: list[tuple[int, int, int]], **identity: str) -> "MemoryModel":
+        """Least-squares slope over ``B·P²``, intercept raised until every point is covered."""
+        if len(points) < 2:
+            raise ValueError("a memory model needs at least two measured (batch, patch) points")
+        pixels = torch.tensor([b * p * p for b, p, _ in points], dtype=torch.float64)
+        peaks = torch.tensor([m for _, _, m in points], dtype=torch.float64)
+        if pixels.max() == pixels.min():
+            raise ValueError("memory model points must differ in batch·patch²")
+        centred = pixels - pixels.mean()
+        slope = float((centred * (peaks - peaks.mean())).sum() / (centred * centred).sum())
+        slope = max(slope, 0.0)
+        fixed = float((peaks - slope * pixels).max())
+        return cls(fixed_bytes=max(0, int(fixed + 0.5)), bytes_per_pixel=slope,
+                   points=[[int(b), int(p), int(m)] for b, p, m in points], **identity)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MemoryModel":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{path} is not a memory model file written by "
+                             f"`uhr-seg calibrate` ({exc})") from exc
+
+
+def device_name(device: torch.device) -> str:
+    """Stable name of the hardware a measurement belongs to (e.g. ``cuda:NVIDIA Orin``)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def model_identity(model: torch.nn.Module) -> str:
+    """Architecture name + a hash of its config (or of its parameter shapes when it has no
+    serialisable config): the same graph always gets the same identity, weights aside."""
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):
+        described = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    else:
+        described = json.dumps([[name, list(p.shape)] for name, p in model.state_dict().items()])
+    digest = hashlib.sha256(described.encode()).hexdigest()[:12]
+    return f"{type(model).__name__}-{digest}"
+
+
+def find_memory_model(directory: Path, model_id: str, backend: str, device: str,
+                      precision: str) -> MemoryModel | None:
+    """The stored model in ``directory/*.json`` measured for exactly this identity, if any."""
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            stored = MemoryModel.load(path)
+        except ValueError:
+            log.warning("ignoring %s: not a memory model file", path)
+            continue
+        if stored.matches(model_id, backend, device, precision):
+            return stored
+    return None
+
+
+def _cpu_peak_bytes(run) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _cuda_peak_bytes(run, device: torch.device) -> int:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    allocated0 = torch.cuda.memory_allocated(device)
+    reserved0 = torch.cuda.memory_reserved(device)
+    free0, _ = torch.cuda.mem_get_info(device)
+    run()
+    torch.cuda.synchronize(device)
+    torch_peak = torch.cuda.max_memory_allocated(device) - allocated0
+    free1, _ = torch.cuda.mem_get_info(device)
+    unseen = (free0 - free1) - (torch.cuda.memory_reserved(device) - reserved0)
+    return torch_peak + max(0, unseen)
+
+
+def measure_infer_peak(backend: Backend, batch: int, patch: int) -> int:
+    """Peak extra bytes of ``backend.infer`` on one ``(batch, 3, patch, patch)`` input."""
+    x = torch.zeros(batch, 3, patch, patch, device=backend.device, dtype=backend.input_dtype)
+    with torch.inference_mode():
+        backend.infer(x)  # lazy initialisation (autotuning, engine load) is not per-frame cost
+
+        def run() -> None:
+            backend.infer(x)
+
+        if backend.device.type == "cuda":
+            return _cuda_peak_bytes(run, backend.device)
+        return _cpu_peak_bytes(run)
+
+
+def calibrate(backend: Backend, model_id: str, precision: str,
+              points: tuple[tuple[int, int], ...] = QUICK_POINTS) -> MemoryModel:
+    """Measure ``points`` on ``backend`` and fit a :class:`MemoryModel`."""
+    usable = [(b, p) for b, p in points if b <= backend.max_batch and p % backend.size_divisor == 0]
+    measured = []
+    for batch, patch in usable:
+        peak = measure_infer_peak(backend, batch, patch)
+        log.debug("memory model point: batch %d, patch %d -> %.1f MB", batch, patch, peak / 2**20)
+        measured.append((batch, patch, peak))
+    return MemoryModel.fit(measured, model_id=model_id, backend=backend.name,
+                           device=device_name(backend.device), precision=precision)

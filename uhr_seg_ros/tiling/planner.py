@@ -1,0 +1,150 @@
+"""Choose patch size, overlap and batch size so that a frame's inference stays under a memory cap.
+
+Predicted peak of a plan = bytes already held (weights, engines: measured by the caller)
++ the measured :class:`~uhr_seg_ros.tiling.memory_model.MemoryModel` of one forward
++ the executor's own buffers (exact: :func:`~uhr_seg_ros.tiling.executor.buffer_specs`).
+A plan is accepted when that sum is at most ``cap · (1 − safety_margin)``; the margin absorbs
+allocator fragmentation and what a handful of calibration points cannot show.
+
+Preference order: the largest patch (most context per window, the least overlap recomputed),
+then a frame resident on the device over streaming it from host memory in row bands, then the
+largest batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .executor import buffer_bytes
+from .geometry import TileGrid, round_up
+from .memory_model import MemoryModel
+
+#: Fraction of the cap kept free: fragmentation, cuDNN/TensorRT workspace variance.
+DEFAULT_SAFETY_MARGIN = 0.10
+#: Overlap between neighbouring windows as a fraction of the patch (the paper's protocol:
+#: 1280/960 on Inria and 1504/1128 on DeepGlobe are both 25 %).
+DEFAULT_OVERLAP_FRACTION = 0.25
+#: Patch sides the planner tries, largest first.
+PATCH_CANDIDATES: tuple[int, ...] = (
+    2048, 1792, 1536, 1280, 1024, 896, 768, 640, 512, 384, 256, 192, 128, 96, 64, 32,
+)
+#: A thin frame (e.g. 100 × 8000) gets windows of at least this side, not of its short side:
+#: below this the network sees too little context to be useful.
+MIN_CONTEXT_PATCH = 256
+
+
+class PlanError(ValueError):
+    """No tile plan fits the memory cap (or the requested overrides are invalid)."""
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How one frame size is cut, batched and held in memory."""
+
+    #: frame size the plan was made for
+    height: int
+    width: int
+    #: square window side in pixels (a multiple of the network's size divisor)
+    patch: int
+    #: pixels shared by neighbouring windows; ``stride = patch - overlap``
+    overlap: int
+    #: windows per forward pass
+    batch: int
+    #: False: the frame stays in host memory and is uploaded one band of rows at a time
+    frame_resident: bool
+    #: the cap this plan was made for, and the budget after the safety margin, in bytes
+    cap_bytes: int
+    budget_bytes: int
+    #: predicted peak: held before the call + one forward + executor buffers, in bytes
+    predicted_peak_bytes: int
+    #: the executor-buffer part of the prediction, in bytes
+    buffer_bytes: int
+
+    @property
+    def stride(self) -> int:
+        return self.patch - self.overlap
+
+    @property
+    def grid(self) -> TileGrid:
+        return TileGrid(self.height, self.width, self.patch, self.stride)
+
+    def describe(self) -> str:
+        mode = "resident" if self.frame_resident else "streamed in row bands"
+        return (f"{self.width}x{self.height}: {self.grid.num_tiles} tiles of {self.patch} px "
+                f"(overlap {self.overlap}), batch {self.batch}, frame {mode}, predicted peak "
+                f"{self.predicted_peak_bytes / 2**20:.0f} of {self.cap_bytes / 2**20:.0f} MB cap")
+
+
+def _patch_candidates(height: int, width: int, size_divisor: int, patch_override: int | None,
+                      allowed: Sequence[int] | None) -> list[int]:
+    if patch_override is not None:
+        if patch_override <= 0 or patch_override % size_divisor:
+            raise PlanError(f"patch_size must be a positive multiple of {size_divisor}, "
+                            f"got {patch_override}")
+        if allowed is not None and patch_override not in allowed:
+            raise PlanError(f"patch_size {patch_override} is not one the backend was built for "
+                            f"({sorted(allowed)}); pick one of those or rebuild the backend")
+        return [patch_override]
+    if allowed is not None:  # e.g. TensorRT: one engine per patch size, built at start-up
+        return sorted(set(allowed), reverse=True)
+    # No window larger than the frame needs (rounded up to the divisor), except that thin
+    # frames still get MIN_CONTEXT_PATCH of context along their long side.
+    limit = round_up(min(max(height, width), max(min(height, width), MIN_CONTEXT_PATCH)),
+                     size_divisor)
+    candidates = {p for p in PATCH_CANDIDATES if p <= limit and p % size_divisor == 0}
+    candidates.add(limit)
+    return sorted(candidates, reverse=True)
+
+
+def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryModel,
+               num_classes: int, device: torch.device, input_dtype: torch.dtype,
+               held_bytes: int = 0, max_batch: int = 16, size_divisor: int = 32,
+               with_confidence: bool = False, safety_margin: float = DEFAULT_SAFETY_MARGIN,
+               patch_size: int | None = None, overlap: int | None = None,
+               batch_size: int | None = None,
+               allowed_patches: Sequence[int] | None = None) -> TilePlan:
+    """The preferred plan for an ``height × width`` frame, or :class:`PlanError`.
+
+    ``held_bytes`` is what the device already holds before inference (weights, TensorRT
+    engine: ``memory_report()["external_bytes"]``); ``patch_size``, ``overlap`` and
+    ``batch_size`` pin those choices instead of letting the planner pick them;
+    ``allowed_patches`` restricts the patch to sizes the backend can run (None: any multiple of
+    ``size_divisor``).
+    """
+    if height <= 0 or width <= 0:
+        raise PlanError(f"cannot plan an empty frame of {width}x{height}")
+    if not 0.0 <= safety_margin < 1.0:
+        raise PlanError(f"safety_margin must be in [0, 1), got {safety_margin}")
+    if batch_size is not None and not 1 <= batch_size <= max_batch:
+        raise PlanError(f"batch_size must be in 1..{max_batch} for this backend, got {batch_size}")
+    budget = int(cap_bytes * (1.0 - safety_margin))
+    # On the CPU "device" memory is host memory: the caller's frame is used in place.
+    residency = (True, False) if torch.device(device).type == "cuda" else (True,)
+    smallest_need = None
+    for patch in _patch_candidates(height, width, size_divisor, patch_size, allowed_patches):
+        patch_overlap = round(patch * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
+        if not 0 <= patch_overlap < patch:
+            raise PlanError(f"overlap must be in [0, patch) = [0, {patch}), got {patch_overlap}")
+        grid = TileGrid(height, width, patch, patch - patch_overlap)
+        most = min(max_batch, grid.num_tiles)
+        batches = [batch_size] if batch_size is not None else range(most, 0, -1)
+        for resident in residency:
+            for batch in batches:
+                buffers = buffer_bytes(grid, batch, num_classes, device, input_dtype,
+                                       frame_resident=resident, with_confidence=with_confidence)
+                need = held_bytes + memory_model.predict(batch, patch) + buffers
+                if need <= budget:
+                    return TilePlan(height, width, patch, patch_overlap, batch, resident,
+                                    int(cap_bytes), budget, need, buffers)
+                smallest_need = need if smallest_need is None else min(smallest_need, need)
+    needed_cap = smallest_need / (1.0 - safety_margin) / 2**20
+    raise PlanError(
+        f"no tile plan for a {width}x{height} frame fits a memory cap of "
+        f"{cap_bytes / 2**20:.0f} MB: the smallest plan needs {smallest_need / 2**20:.0f} MB "
+        f"(of which {held_bytes / 2**20:.0f} MB weights/engine already held) plus a "
+        f"{safety_margin:.0%} safety margin. Raise the cap to at least {needed_cap:.0f} MB"
+        + (", or drop the patch_size/batch_size overrides" if patch_size or batch_size else "")
+        + ".")
