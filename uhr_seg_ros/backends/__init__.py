@@ -1,0 +1,133 @@
+"""Inference backends behind one interface, chosen by a fallback chain.
+
+``create_backend(model, order=("tensorrt", "cuda", "cpu"))`` tries each name in turn; every step
+that cannot run here logs one line saying why (torch-tensorrt missing, no CUDA, engine build
+failed: ...) and the first backend that comes up is returned. Backends live in a plain registry
+(name -> factory) that refuses unknown and duplicate names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .base import Backend, BackendError, BackendUnavailable
+from .eager import EagerBackend
+from .tensorrt import TensorRTBackend
+
+__all__ = [
+    "Backend", "BackendError", "BackendOptions", "BackendUnavailable", "create_backend",
+    "register_backend", "registered_backends",
+]
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Settings every factory receives; each backend uses the ones that apply to it."""
+
+    #: ``"fp16"`` or ``"fp32"`` on GPU backends; the CPU backend always runs fp32
+    precision: str = "fp16"
+    #: largest batch of patches one ``infer`` call gets (TensorRT profile max, graph size)
+    max_batch: int = 4
+    #: patch sides the planner may choose (TensorRT builds one engine per size)
+    patch_sizes: tuple[int, ...] = (1024,)
+    #: where serialized TensorRT engines are cached (None: ``~/.cache/uhr_seg_ros/engines``)
+    engine_cache_dir: Path | None = None
+    #: sha256 of the checkpoint file, part of the engine cache key (None: hash of the weights)
+    checkpoint_hash: str | None = None
+    #: eager CUDA: capture CUDA graphs at warm-up (see :class:`EagerBackend`)
+    cuda_graphs: bool = True
+    #: eager CUDA: wrap the network in ``torch.compile`` (slow start-up)
+    torch_compile: bool = False
+
+
+BackendFactory = Callable[[nn.Module, BackendOptions], Backend]
+
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Add a backend under ``name``; a factory raises :class:`BackendUnavailable` when it
+    cannot run on this machine."""
+    if name in _REGISTRY:
+        raise ValueError(f"backend {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def registered_backends() -> tuple[str, ...]:
+    """Names accepted in ``create_backend(order=...)``, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def _cuda_backend(model: nn.Module, options: BackendOptions) -> Backend:
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise BackendUnavailable(f"no CUDA device (torch.cuda.is_available() is False; torch "
+                                 f"{torch.__version__} is {build})")
+    return EagerBackend(model, "cuda", options.precision, options.max_batch,
+                        cuda_graphs=options.cuda_graphs, torch_compile=options.torch_compile)
+
+
+def _cpu_backend(model: nn.Module, options: BackendOptions) -> Backend:
+    return EagerBackend(model, "cpu", "fp32", options.max_batch)
+
+
+def _tensorrt_backend(model: nn.Module, options: BackendOptions) -> Backend:
+    return TensorRTBackend(model, "cuda", options.precision, options.max_batch,
+                           options.patch_sizes, options.engine_cache_dir, options.checkpoint_hash)
+
+
+register_backend("tensorrt", _tensorrt_backend)
+register_backend("cuda", _cuda_backend)
+register_backend("cpu", _cpu_backend)
+
+
+def create_backend(model: nn.Module, order: Sequence[str] = DEFAULT_ORDER, *,
+                   precision: str = "fp16", max_batch: int = 4,
+                   patch_sizes: Sequence[int] = (1024,),
+                   engine_cache_dir: str | Path | None = None,
+                   checkpoint_hash: str | None = None, cuda_graphs: bool = True,
+                   torch_compile: bool = False) -> Backend:
+    """The first backend in ``order`` that comes up on this machine.
+
+    Each skipped step logs one WARNING line ``backend 'x' skipped: <reason>``; the chosen one
+    logs one INFO line. Raises ``ValueError`` for an unknown name or precision (configuration
+    mistakes are not fallback reasons) and :class:`BackendError` when every step failed.
+    """
+    order = tuple(order)
+    if not order:
+        raise ValueError(f"backend order is empty; use e.g. {DEFAULT_ORDER}")
+    unknown = [name for name in order if name not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {unknown}; choose from {registered_backends()}")
+    if precision not in ("fp16", "fp32"):
+        raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
+    options = BackendOptions(
+        precision=precision, max_batch=max_batch, patch_sizes=tuple(patch_sizes),
+        engine_cache_dir=Path(engine_cache_dir) if engine_cache_dir else None,
+        checkpoint_hash=checkpoint_hash, cuda_graphs=cuda_graphs, torch_compile=torch_compile)
+    reasons: list[str] = []
+    for name in order:
+        try:
+            backend = _REGISTRY[name](model, options)
+        except BackendUnavailable as exc:
+            reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken step must not stop the chain
+            LOGGER.debug("backend %r failed", name, exc_info=True)
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            reason = f"{type(exc).__name__}: {first_line}"
+        else:
+            LOGGER.info("using backend %s", backend.describe())
+            return backend
+        LOGGER.warning("backend %r skipped: %s", name, reason)
+        reasons.append(f"{name}: {reason}")
+    raise BackendError("no backend could be created: " + "; ".join(reasons))

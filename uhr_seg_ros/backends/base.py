@@ -15,14 +15,21 @@ class BackendError(RuntimeError):
     """A backend could not be created or failed to run (the message says why)."""
 
 
+class BackendUnavailable(BackendError):
+    """This backend cannot run here (library missing, no device, build failed); the fallback chain
+    logs the message and tries the next backend."""
+
+
 class Backend(ABC):
     """Runs the SGHRQ inference graph on batches of patches.
 
     Contract of :meth:`infer`:
-      * input: ``(B, 3, P, P)`` tensor on :attr:`device`, dtype :attr:`input_dtype`, RGB values
-        in 0..255 (not normalised: normalisation is part of the network), ``P`` a multiple of
-        :attr:`size_divisor`, ``B`` at most :attr:`max_batch`;
-      * output: ``(B, C, P, P)`` logits on :attr:`device` (fp16 or fp32), no host copy.
+      * input: ``(B, 3, P, P)`` tensor on :attr:`device`, dtype :attr:`input_dtype` (any layout,
+        views allowed), RGB values in 0..255 (not normalised: normalisation is part of the
+        network), ``P`` a multiple of :attr:`size_divisor`, ``1 <= B <= max_batch``;
+      * output: ``(B, C, P, P)`` logits on :attr:`device` (fp16 or fp32), no host copy. The
+        output may live in a buffer the backend reuses (CUDA graphs, TensorRT): it is valid
+        until the next ``infer`` call, so consume it (merge, argmax) or clone it before then.
     """
 
     #: registry name, e.g. ``"cpu"``, ``"cuda"``, ``"tensorrt"``
@@ -32,6 +39,8 @@ class Backend(ABC):
 
     def __init__(self, device: torch.device, num_classes: int, input_dtype: torch.dtype,
                  max_batch: int = 16) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.device = torch.device(device)
         self.num_classes = int(num_classes)
         self.input_dtype = input_dtype
@@ -40,6 +49,26 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C, P, P)`` for a batch of patches ``(B, 3, P, P)``."""
+
+    def check_batch(self, batch: torch.Tensor) -> None:
+        """Raise ``ValueError`` saying how to fix a batch that breaks the :meth:`infer` contract.
+
+        Shape and device checks only (no synchronisation), cheap enough for the hot path.
+        """
+        if batch.dim() != 4 or batch.shape[1] != 3 or batch.shape[2] != batch.shape[3]:
+            raise ValueError(f"{self.name} backend expects a (B, 3, P, P) RGB batch, got shape "
+                             f"{tuple(batch.shape)}; convert HxWx3 images to 3xHxW and cut square "
+                             "patches")
+        batch_size, patch = batch.shape[0], batch.shape[-1]
+        if patch % self.size_divisor:
+            raise ValueError(f"patch side {patch} is not a multiple of {self.size_divisor}; "
+                             "pad or choose a patch size the planner allows")
+        if not 1 <= batch_size <= self.max_batch:
+            raise ValueError(f"batch of {batch_size} patches is outside 1..{self.max_batch} "
+                             f"(max_batch of the {self.name} backend); split it")
+        if batch.device != self.device:
+            raise ValueError(f"batch is on {batch.device} but the {self.name} backend runs on "
+                             f"{self.device}; upload it once with .to({str(self.device)!r})")
 
     def warmup(self, batch_size: int, patch_size: int, iterations: int = 2) -> None:
         """Run dummy batches so that lazy initialisation (cuDNN autotune, engine load,
