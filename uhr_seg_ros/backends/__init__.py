@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import Backend, BackendError, BackendUnavailable
+from .base import Backend, BackendError, BackendUnavailable, error_summary
 from .eager import EagerBackend
 from .tensorrt import TensorRTBackend
 
@@ -121,10 +121,9 @@ def create_backend(model: nn.Module, order: Sequence[str] = DEFAULT_ORDER, *,
             backend = _REGISTRY[name](model, options)
         except BackendUnavailable as exc:
             reason = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a broken step must not stop the chain
+        except Exception as exc:  # a broken step (CUDA OOM, driver error) must not stop the chain
             LOGGER.debug("backend %r failed", name, exc_info=True)
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            reason = f"{type(exc).__name__}: {first_line}"
+            reason = error_summary(exc)
         else:
             LOGGER.info("using backend %s", backend.describe())
             return backend

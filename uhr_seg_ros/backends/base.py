@@ -20,6 +20,13 @@ class BackendUnavailable(BackendError):
     logs the message and tries the next backend."""
 
 
+def error_summary(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"``: converter and builder errors span pages, a
+    fallback log line needs only the gist (the full trace is logged at DEBUG)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 class Backend(ABC):
     """Runs the SGHRQ inference graph on batches of patches.
 
@@ -36,6 +43,9 @@ class Backend(ABC):
     name: str = "abstract"
     #: patch sides must be multiples of this (the network's total stride)
     size_divisor: int = 32
+    #: the only patch sides this backend runs (TensorRT: one engine each); None = any multiple
+    #: of :attr:`size_divisor`
+    patch_sizes: tuple[int, ...] | None = None
 
     def __init__(self, device: torch.device, num_classes: int, input_dtype: torch.dtype,
                  max_batch: int = 16) -> None:
@@ -63,6 +73,10 @@ class Backend(ABC):
         if patch % self.size_divisor:
             raise ValueError(f"patch side {patch} is not a multiple of {self.size_divisor}; "
                              "pad or choose a patch size the planner allows")
+        if self.patch_sizes is not None and patch not in self.patch_sizes:
+            raise ValueError(f"the {self.name} backend was built for patch sides "
+                             f"{self.patch_sizes}, got {patch}; recreate it with that size in "
+                             "patch_sizes")
         if not 1 <= batch_size <= self.max_batch:
             raise ValueError(f"batch of {batch_size} patches is outside 1..{self.max_batch} "
                              f"(max_batch of the {self.name} backend); split it")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Backend, BackendError, BackendUnavailable
+from .base import Backend, BackendError, BackendUnavailable, error_summary
 from .export import check_export_shape, export_program
 
 LOGGER = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def precision_settings(torch_tensorrt_version: str, precision: str) -> Precision
 class EngineSpec:
     """Everything an engine depends on; equal specs may share one cached engine file."""
 
-    #: sha256 of the checkpoint file (or of the weights, see :func:`weights_sha256`)
+    #: sha256 identifying the checkpoint's weights (default :func:`weights_sha256`)
     checkpoint_sha256: str
     #: ``torch.cuda.get_device_name``: engines are tuned for, and often only run on, one GPU
     gpu_name: str
@@ -120,22 +120,18 @@ class EngineSpec:
                 f"{self.cache_key()[:16]}.engine")
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weights_sha256(model: nn.Module) -> str:
-    """sha256 over the state dict (names, shapes, dtypes, values): the cache key of a model that
-    was not loaded from a checkpoint file."""
+    """sha256 over the weights the inference graph uses (names, shapes, dtypes, values).
+
+    The default engine cache key: a checkpoint re-saved with identical weights reuses its
+    engine, and training-only heads (``inference_state_dict`` leaves them out) never matter.
+    """
+    state = getattr(model, "inference_state_dict", model.state_dict)()
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        flat_bytes = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        digest.update(flat_bytes.numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -288,12 +284,14 @@ class TensorRTBackend(Backend):
         self.precision = precision
         self.tensorrt_version = tensorrt.__version__
         cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache_dir()
-        base_spec = dict(
-            checkpoint_sha256=checkpoint_hash or weights_sha256(model),
-            gpu_name=torch.cuda.get_device_name(device),
-            tensorrt_version=tensorrt.__version__,
-            torch_tensorrt_version=torch_tensorrt.__version__,
-            min_batch=1, opt_batch=max_batch, max_batch=max_batch, precision=precision)
+        base_spec = {
+            "checkpoint_sha256": checkpoint_hash or weights_sha256(model),
+            "gpu_name": torch.cuda.get_device_name(device),
+            "tensorrt_version": tensorrt.__version__,
+            "torch_tensorrt_version": torch_tensorrt.__version__,
+            "min_batch": 1, "opt_batch": max_batch, "max_batch": max_batch,
+            "precision": precision,
+        }
         serialized: dict[int, tuple[bytes, str]] = {}
         for patch_size in sorted(set(patch_sizes)):
             spec = EngineSpec(patch_size=patch_size, **base_spec)
@@ -301,11 +299,9 @@ class TensorRTBackend(Backend):
                 blob = load_or_build_engine(model, spec, cache_dir, device)
             except BackendError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any converter/builder error skips the step
+            except Exception as exc:  # unsupported op, builder out of memory, ...: skip the step
                 LOGGER.debug("TensorRT engine build failed", exc_info=True)
-                first_line = (str(exc).strip().splitlines() or [""])[0]
-                raise BackendUnavailable(
-                    f"engine build failed: {type(exc).__name__}: {first_line}") from exc
+                raise BackendUnavailable(f"engine build failed: {error_summary(exc)}") from exc
             serialized[patch_size] = (blob, str(cache_dir / spec.file_name()))
 
         torch.cuda.synchronize(device)
@@ -317,21 +313,17 @@ class TensorRTBackend(Backend):
         self._external_bytes = max(0, free_before - torch.cuda.mem_get_info(device)[0])
         for patch_size, runner in self._runners.items():
             runner.allocate(max_batch, patch_size, self.num_classes, device)
+        self.patch_sizes = tuple(self._runners)
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         self.check_batch(batch)
-        runner = self._runners.get(batch.shape[-1])
-        if runner is None:
-            raise BackendError(f"no TensorRT engine for patch {batch.shape[-1]} (built for "
-                               f"{sorted(self._runners)}); create the backend with that size "
-                               "in patch_sizes")
-        return runner.run(batch)
+        return self._runners[batch.shape[-1]].run(batch)
 
     def memory_report(self) -> dict[str, int]:
         return {"external_bytes": self._external_bytes}
 
     def describe(self) -> str:
-        patches = ",".join(str(p) for p in sorted(self._runners))
+        patches = ",".join(str(p) for p in self.patch_sizes or ())
         return (f"tensorrt {self.tensorrt_version} on {torch.cuda.get_device_name(self.device)} "
                 f"({self.precision}, patches {patches}, batch <= {self.max_batch})")
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "onnx":
             _export_onnx(model, args)
         else:
-            _export_tensorrt(model, model_path, args)
+            _export_tensorrt(model, args)
     except BackendError as exc:
         LOGGER.error("%s", exc)
         return 1
@@ -75,19 +75,24 @@ def _export_onnx(model: nn.Module, args: argparse.Namespace) -> None:
                 path, shape, args.batch, shape, args.batch, shape)
 
 
-def _export_tensorrt(model: nn.Module, model_path: Path, args: argparse.Namespace) -> None:
+def _export_tensorrt(model: nn.Module, args: argparse.Namespace) -> None:
     import torch
 
     from uhr_seg_ros.backends.base import BackendUnavailable
-    from uhr_seg_ros.backends.tensorrt import (EngineSpec, default_engine_cache_dir, file_sha256,
-                                               import_tensorrt, load_or_build_engine)
+    from uhr_seg_ros.backends.tensorrt import (
+        EngineSpec,
+        default_engine_cache_dir,
+        import_tensorrt,
+        load_or_build_engine,
+        weights_sha256,
+    )
 
     torch_tensorrt, tensorrt = import_tensorrt()
     if not torch.cuda.is_available():
         raise BackendUnavailable("no CUDA device: a TensorRT engine must be built on the GPU it "
                                  "will run on; use --format onnx to export elsewhere")
     device = torch.device("cuda", torch.cuda.current_device())
-    spec = EngineSpec(checkpoint_sha256=file_sha256(model_path),
+    spec = EngineSpec(checkpoint_sha256=weights_sha256(model),
                       gpu_name=torch.cuda.get_device_name(device),
                       tensorrt_version=tensorrt.__version__,
                       torch_tensorrt_version=torch_tensorrt.__version__,
