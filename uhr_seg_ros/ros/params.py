@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -91,7 +91,8 @@ def _coerce(name: str, value: Any) -> Any:
     expected = _TYPES[name]
     element = typing.get_args(expected)[0] if typing.get_origin(expected) is tuple else None
     if element is not None:
-        if not isinstance(value, (list, tuple)):
+        # rclpy hands integer arrays over as array.array, string arrays as lists.
+        if isinstance(value, str) or not isinstance(value, Sequence):
             raise ParamError(f"{name} must be a list of {element.__name__}, got {value!r}")
         return tuple(_coerce_scalar(name, v, element) for v in value)
     return _coerce_scalar(name, value, expected)
