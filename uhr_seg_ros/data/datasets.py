@@ -374,7 +374,7 @@ class SyntheticDataset(SegmentationDataset):
     """``count`` synthetic aerial scenes of ``size`` pixels (int or ``(H, W)``), seeded.
 
     Scene ``i`` is ``generate_scene(size, seed=(seed, i))``: the same arguments give the same
-    pixels and labels on every machine, so labels never need storing.
+    pixels and labels, so labels never need storing.
     """
 
     classes = palettes.DEEPGLOBE_CLASSES
