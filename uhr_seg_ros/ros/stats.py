@@ -20,8 +20,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-#: Stages reported in this order (the core may report more; they follow alphabetically).
-STAGES: tuple[str, ...] = ("decode", "upload", "infer", "merge", "publish", "total")
+#: Stages in report order: the node's queue wait and decode, the core's phases (its own total is
+#: "segment"), then publish and the node's end-to-end total. Other stages follow alphabetically.
+STAGES: tuple[str, ...] = ("queue", "decode", "upload", "gather", "infer", "merge", "download",
+                           "segment", "publish", "total")
 PERCENTILES: tuple[int, ...] = (50, 95, 99)
 
 
