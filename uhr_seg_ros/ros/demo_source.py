@@ -37,11 +37,11 @@ RELIABILITIES: dict[str, QoSReliabilityPolicy] = {
     "best_effort": QoSReliabilityPolicy.BEST_EFFORT,
     "reliable": QoSReliabilityPolicy.RELIABLE,
 }
-#: Distinct synthetic scenes cycled through (each is generated once, at start-up).
-SYNTHETIC_SCENES = 4
-#: Sources with at most this many frames are converted to messages once; larger folders are
-#: read frame by frame so a folder of a thousand 4K images does not fill the memory.
-PRELOAD_LIMIT = 8
+#: Distinct synthetic scenes cycled through (a 2048² scene takes a few seconds to generate).
+SYNTHETIC_SCENES = 2
+#: Sources with at most this many frames keep each frame's message after its first use; larger
+#: folders are read frame by frame so a folder of a thousand 4K images does not fill the memory.
+CACHE_LIMIT = 8
 
 FrameLoader = Callable[[], np.ndarray]
 
@@ -118,8 +118,7 @@ class DemoSource(Node):
                              f"{list(synthetic_size)}")
 
         self._loaders = frame_loaders(source, (int(synthetic_size[0]), int(synthetic_size[1])))
-        self._preloaded = ([self._message(i) for i in range(len(self._loaders))]
-                           if len(self._loaders) <= PRELOAD_LIMIT else None)
+        self._cache: dict[int, Image] | None = {} if len(self._loaders) <= CACHE_LIMIT else None
         # Sensor-data QoS like a camera driver (keep last 5, volatile); reliability selectable.
         qos = QoSProfile(history=qos_profile_sensor_data.history,
                          depth=qos_profile_sensor_data.depth,
@@ -127,6 +126,7 @@ class DemoSource(Node):
                          reliability=RELIABILITIES[reliability])
         self._publisher = self.create_publisher(Image, "image", qos)
         self._sent = 0
+        self._next_index = 0
         self._waiting_logged = False
         #: Done when ``count`` frames were published (never when count is 0).
         self.finished = Future()
@@ -136,7 +136,13 @@ class DemoSource(Node):
             f"{self._publisher.topic_name} at {rate_hz:g} Hz ({self._encoding}, {reliability})")
 
     def _message(self, index: int) -> Image:
-        return rgb_to_message(self._loaders[index](), self._encoding, self._frame_id)
+        """Frame ``index`` as a message, built on first use (kept when the source is small)."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        msg = rgb_to_message(self._loaders[index](), self._encoding, self._frame_id)
+        if self._cache is not None:
+            self._cache[index] = msg
+        return msg
 
     def _tick(self) -> None:
         if self._count and self._sent >= self._count:
@@ -149,8 +155,13 @@ class DemoSource(Node):
                 self.get_logger().info(f"waiting for a subscriber on {self._publisher.topic_name}")
                 self._waiting_logged = True
             return
-        index = self._sent % len(self._loaders)
-        msg = self._preloaded[index] if self._preloaded is not None else self._message(index)
+        index = self._next_index % len(self._loaders)
+        self._next_index += 1
+        try:
+            msg = self._message(index)
+        except ValueError as exc:  # an unreadable file in a folder: skip it, keep publishing
+            self.get_logger().warning(f"skipping a frame: {exc}", throttle_duration_sec=5.0)
+            return
         msg.header.stamp = self.get_clock().now().to_msg()
         self._publisher.publish(msg)
         self._sent += 1
