@@ -39,8 +39,8 @@ def test_iou_miou_and_accuracy_by_hand() -> None:
     metrics.update(PREDICTION, TRUTH)
     # IoU = TP / (row + column - TP): class 0: 2/(3+3-2); class 1: 3/(4+4-3); class 2: 2/(3+3-2)
     np.testing.assert_allclose(metrics.iou(), [2 / 4, 3 / 5, 2 / 4])
-    assert metrics.mean_iou() == pytest.approx((0.5 + 0.6 + 0.5) / 3)
-    assert metrics.mean_iou(classes=[1]) == pytest.approx(0.6)
+    assert metrics.miou() == pytest.approx((0.5 + 0.6 + 0.5) / 3)
+    assert metrics.miou(classes=[1]) == pytest.approx(0.6)
     assert metrics.pixel_accuracy() == pytest.approx(7 / 10)
 
 
@@ -58,11 +58,11 @@ def test_absent_class_is_nan_and_excluded_from_the_mean() -> None:
     metrics.update(PREDICTION, TRUTH)  # class 3 never appears
     iou = metrics.iou()
     assert math.isnan(iou[3])
-    assert metrics.mean_iou() == pytest.approx((0.5 + 0.6 + 0.5) / 3)
+    assert metrics.miou() == pytest.approx((0.5 + 0.6 + 0.5) / 3)
     # A class predicted but absent from truth counts, with IoU 0.
     metrics.update(np.full((1, 2), 3), np.zeros((1, 2), np.uint8))
     assert metrics.iou()[3] == 0.0
-    assert math.isnan(ConfusionMatrix(2).mean_iou())
+    assert math.isnan(ConfusionMatrix(2).miou())
     assert math.isnan(ConfusionMatrix(2).pixel_accuracy())
 
 

@@ -65,7 +65,7 @@ class ConfusionMatrix:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(union > 0, true_positive / union, np.nan)
 
-    def mean_iou(self, classes: Sequence[int] | None = None) -> float:
+    def miou(self, classes: Sequence[int] | None = None) -> float:
         """Mean of the non-NaN IoUs over ``classes`` (all by default); NaN if none counts."""
         iou = self.iou()
         selected = iou if classes is None else iou[list(classes)]
