@@ -7,24 +7,27 @@
         params_file:=$(ros2 pkg prefix uhr_seg_ros)/share/uhr_seg_ros/config/seg_orin_1p5gb.yaml
 
 The node runs as ``<namespace>/uhr_seg`` with its ``image`` input remapped to ``image_topic``.
-Every process started here gets FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3.x: Jazzy, Kilted) and
-FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble) pointing at
-config/fastdds_large_images.xml, unless the user set either one: without it best-effort 4K
-frames are lost as fragmented UDP (see docs/ros.md). Nodes started outside this launch file
-(e.g. the camera driver) need the same variable to send large frames over shared memory.
+Every process started here loads config/fastdds_large_images.xml through the variable this
+distribution's Fast DDS reads (FASTRTPS_DEFAULT_PROFILES_FILE on Humble/Iron/Jazzy,
+FASTDDS_DEFAULT_PROFILES_FILE on Kilted and later), unless the user already chose a profile:
+without it best-effort 4K frames are lost as fragmented UDP (see docs/ros.md). Nodes started
+outside this launch file (e.g. the camera driver) need the same variable to send large frames
+over shared memory.
 """
 
+import os
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from uhr_seg_ros.ros.fastdds import PROFILE_FILE_NAME, profile_variables
+
 PACKAGE = "uhr_seg_ros"
-PROFILE_ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def _seg_node(context: LaunchContext) -> list[Node]:
@@ -51,8 +54,7 @@ def _seg_node(context: LaunchContext) -> list[Node]:
 
 def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory(PACKAGE))
-    profile = str(share / "config" / "fastdds_large_images.xml")
-    fastdds3, fastdds2 = PROFILE_ENV_VARS
+    profile = share / "config" / PROFILE_FILE_NAME
     return LaunchDescription([
         DeclareLaunchArgument(
             "params_file", default_value=str(share / "config" / "seg.yaml"),
@@ -76,11 +78,8 @@ def generate_launch_description() -> LaunchDescription:
             "demo_source", default_value="sample",
             description="demo camera frames: sample (bundled frame), synthetic, or an image "
                         "file / folder"),
-        # A profile the user chose (either name) wins and is copied to the other name.
-        SetEnvironmentVariable(fastdds3, EnvironmentVariable(
-            fastdds3, default_value=EnvironmentVariable(fastdds2, default_value=profile))),
-        SetEnvironmentVariable(fastdds2, EnvironmentVariable(
-            fastdds2, default_value=EnvironmentVariable(fastdds3, default_value=profile))),
+        *(SetEnvironmentVariable(name, value)
+          for name, value in profile_variables(os.environ, profile).items()),
         OpaqueFunction(function=_seg_node),
         Node(
             package=PACKAGE,

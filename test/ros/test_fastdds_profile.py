@@ -17,7 +17,14 @@ import cv2
 import numpy as np
 import pytest
 
-from uhr_seg_ros.ros.fastdds import PROFILE_ENV_VARS, large_image_profile, with_large_image_profile
+from uhr_seg_ros.ros.fastdds import (
+    FASTDDS_2_VAR,
+    FASTDDS_3_VAR,
+    PROFILE_ENV_VARS,
+    large_image_profile,
+    profile_variables,
+    with_large_image_profile,
+)
 
 NS = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
 MB = 1024 * 1024
@@ -57,17 +64,22 @@ def test_default_participant_uses_only_that_transport():
     assert participant.findtext("f:rtps/f:useBuiltinTransports", namespaces=NS) == "false"
 
 
-def test_environment_points_both_fast_dds_versions_at_the_profile():
-    env = with_large_image_profile({"PATH": "/bin"})
-    assert env["PATH"] == "/bin"
-    assert all(env[name] == str(large_image_profile()) for name in PROFILE_ENV_VARS)
-    assert Path(env[PROFILE_ENV_VARS[0]]).is_file()
+@pytest.mark.parametrize(("ros_distro", "variable"), [
+    (None, FASTDDS_3_VAR), ("kilted", FASTDDS_3_VAR), ("rolling", FASTDDS_3_VAR),
+    ("humble", FASTDDS_2_VAR), ("iron", FASTDDS_2_VAR), ("jazzy", FASTDDS_2_VAR)])
+def test_the_variable_matches_the_distribution_fast_dds(ros_distro, variable):
+    environ = {"PATH": "/bin"} | ({"ROS_DISTRO": ros_distro} if ros_distro else {})
+    assert profile_variables(environ) == {variable: str(large_image_profile())}
+    assert Path(profile_variables(environ)[variable]).is_file()
+    env = with_large_image_profile(environ)
+    assert env["PATH"] == "/bin" and env[variable] == str(large_image_profile())
 
 
 @pytest.mark.parametrize("user_var", PROFILE_ENV_VARS)
-def test_a_profile_the_user_chose_wins(user_var):
-    env = with_large_image_profile({user_var: "/etc/my_fastdds.xml"})
-    assert all(env[name] == "/etc/my_fastdds.xml" for name in PROFILE_ENV_VARS)
+@pytest.mark.parametrize("ros_distro", ["humble", "kilted"])
+def test_a_profile_the_user_chose_wins(user_var, ros_distro):
+    environ = {"ROS_DISTRO": ros_distro, user_var: "/etc/my_fastdds.xml"}
+    assert list(profile_variables(environ).values()) == ["/etc/my_fastdds.xml"]
 
 
 RECEIVER = """

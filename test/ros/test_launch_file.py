@@ -12,7 +12,7 @@ from importlib.metadata import distribution
 import pytest
 
 from uhr_seg_ros.paths import REPO_ROOT
-from uhr_seg_ros.ros.fastdds import PROFILE_ENV_VARS, PROFILE_FILE_NAME
+from uhr_seg_ros.ros.fastdds import PROFILE_FILE_NAME
 from uhr_seg_ros.ros.params import PARAM_NAMES
 
 LAUNCH_FILE = REPO_ROOT / "launch" / "seg.launch.py"
@@ -58,12 +58,13 @@ def test_every_launch_configuration_is_declared(tree):
     assert used <= set(_declared(tree))
 
 
-def test_sets_both_fast_dds_profile_variables_to_the_shipped_profile(tree):
-    source = LAUNCH_FILE.read_text()
-    assert all(f'"{name}"' in source for name in PROFILE_ENV_VARS)
-    assert f'"{PROFILE_FILE_NAME}"' in source
+def test_sets_the_fast_dds_profile_variable_from_the_shipped_profile(tree):
+    """One SetEnvironmentVariable per entry of profile_variables(os.environ, <share profile>)."""
+    (env_action,) = [node for node in ast.walk(tree) if isinstance(node, ast.GeneratorExp)
+                     and ast.unparse(node.elt).startswith("SetEnvironmentVariable(")]
+    assert "profile_variables(os.environ, profile)" in ast.unparse(env_action)
+    assert "share / 'config' / PROFILE_FILE_NAME" in LAUNCH_FILE.read_text().replace('"', "'")
     assert (REPO_ROOT / "config" / PROFILE_FILE_NAME).is_file()
-    assert len(_calls(tree, "SetEnvironmentVariable")) == len(PROFILE_ENV_VARS)
 
 
 def test_argument_overrides_name_real_node_parameters(tree):
