@@ -156,11 +156,18 @@ def test_compressed_over_max_pixels_refused_from_header(ext, monkeypatch):
     assert info.value.reason == "too_large"
 
 
-@pytest.mark.parametrize("data", [b"\xff\xd8\xff\xe0garbage", b"not an image at all"])
+@pytest.mark.parametrize("data", [b"\xff\xd8\xff\xe0garbage\xff\xd9", b"not an image at all"])
 def test_corrupt_compressed(data):
     with pytest.raises(ImageConversionError) as info:
         compressed_to_rgb(_compressed(data))
     assert info.value.reason == "corrupt" and "corrupt" in str(info.value)
+
+
+def test_cut_off_jpeg_is_refused_even_if_a_decoder_would_fill_it_in():
+    ok, jpeg = cv2.imencode(".jpg", RGB)
+    with pytest.raises(ImageConversionError) as info:
+        compressed_to_rgb(_compressed(jpeg.tobytes()[: len(jpeg) * 2 // 3]))
+    assert info.value.reason == "truncated"
 
 
 def test_empty_compressed():

@@ -117,6 +117,7 @@ class SegNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         # State destroy_node() relies on comes first: a failing constructor is cleaned up by it.
         self._segmenter: Segmenter | None = None
+        self._owns_segmenter = False
         self._slot = threading.Condition()
         self._pending: tuple[Any, float] | None = None
         self._stopping = False
@@ -131,6 +132,7 @@ class SegNode(Node):
         self.stats = NodeStats()
         self._segmenter_lock = threading.Lock()
         self._model_error = ""
+        self._owns_segmenter = segmenter is None  # an injected Segmenter stays the caller's
         self._segmenter = segmenter if segmenter is not None else self._build_segmenter()
         if self._segmenter is not None:
             check_against_model(self.params, self._segmenter.backend.num_classes)
@@ -361,7 +363,7 @@ class SegNode(Node):
             self.get_logger().warning(
                 f"the frame in progress did not finish within {WORKER_JOIN_TIMEOUT_S:.0f} s; "
                 "leaving it behind")
-        elif self._segmenter is not None:
+        elif self._segmenter is not None and self._owns_segmenter:
             self._segmenter.close()
         self._core_log.removeHandler(self._log_bridge)
         super().destroy_node()

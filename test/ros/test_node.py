@@ -1,0 +1,501 @@
+"""The uhr_seg node with real rclpy/DDS: in-process with a private Context, and as a process.
+
+Every wait has a deadline (spin_once loops); nothing sleeps blindly. Frames are sent one at a
+time and the test waits for each one's outcome, so the counts are exact.
+"""
+
+from __future__ import annotations
+
+import array
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (no ROS 2 here)")
+
+import torch  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings  # noqa: E402
+from uhr_seg_ros.ros import node as node_module  # noqa: E402
+from uhr_seg_ros.ros.image_conversion import fill_image_msg  # noqa: E402
+from uhr_seg_ros.ros.node import OOM_CAP_FACTOR, SegNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+NUM_CLASSES = 6
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_checkpoint: Path) -> Segmenter:
+    """One CPU Segmenter shared by the in-process tests (its start-up calibration takes seconds)."""
+    return Segmenter.from_settings(SegmenterSettings(model_path=str(tiny_checkpoint),
+                                                     backend_order=("cpu",)))
+
+
+def image_msg(pixels: np.ndarray, encoding: str = "rgb8", frame_id: str = "camera",
+              stamp_s: int = 7) -> Image:
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = stamp_s, 123
+    msg = fill_image_msg(Image(), pixels, header)
+    msg.encoding = encoding
+    return msg
+
+
+def frame(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def stats_table(array_msg: DiagnosticArray) -> dict[str, str]:
+    return {kv.key: kv.value for kv in array_msg.status[0].values}
+
+
+class Probe:
+    """The other side of the node's topics: publishes frames, records what comes back."""
+
+    def __init__(self, context, namespace: str, colour: bool = True) -> None:
+        self.node = rclpy.create_node("probe", namespace=namespace, context=context)
+        self.images = self.node.create_publisher(Image, "image", RELIABLE)
+        self.compressed = self.node.create_publisher(CompressedImage, "image/compressed",
+                                                     RELIABLE)
+        self.masks: list[Image] = []
+        self.colours: list[Image] = []
+        self.stats: list[DiagnosticArray] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.node.create_subscription(Image, "mask", self.masks.append, RELIABLE)
+        if colour:
+            self.node.create_subscription(Image, "mask_color", self.colours.append, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "stats", self.stats.append, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append,
+                                      RELIABLE)
+
+    def last_stats(self) -> dict[str, str]:
+        return stats_table(self.stats[-1]) if self.stats else {}
+
+
+def spin_until(executor, predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.05)
+    return predicate()
+
+
+class Rig:
+    """A SegNode and a Probe in one private Context, spun by one executor."""
+
+    def __init__(self, context, namespace: str, segmenter, colour: bool = True,
+                 **overrides) -> None:
+        overrides.setdefault("input_reliability", "reliable")
+        self.node = SegNode(segmenter=segmenter, context=context, namespace=namespace,
+                            parameter_overrides=[Parameter(k, value=v)
+                                                 for k, v in overrides.items()])
+        self.probe = Probe(context, namespace, colour=colour)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe.node)
+        topic = "image/compressed" if overrides.get("input_transport") == "compressed" else "image"
+        publisher = self.probe.compressed if topic != "image" else self.probe.images
+        assert self.spin_until(lambda: publisher.get_subscription_count() > 0
+                               and self.probe.node.count_publishers(f"{namespace}/mask") > 0
+                               and (not colour or self.node.count_subscribers(
+                                   f"{namespace}/mask_color") > 0), 10), "discovery timed out"
+
+    def spin_until(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+        return spin_until(self.executor, predicate, timeout_s)
+
+    def send(self, msg, timeout_s: float = 20.0) -> None:
+        """Publish one frame and wait until the node has published or rejected it."""
+        before = self.node.stats.counts()
+        done = before.published + before.rejected
+        (self.probe.compressed if isinstance(msg, CompressedImage) else self.probe.images).publish(msg)
+        assert self.spin_until(lambda: (lambda c: c.published + c.rejected > done
+                                        and c.in_flight == 0)(self.node.stats.counts()),
+                               timeout_s), f"frame not processed: {self.node.stats.counts()}"
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.probe.node.destroy_node()
+
+
+@pytest.fixture
+def rig(ros_context, tiny_segmenter, request):
+    rigs: list[Rig] = []
+
+    def make(segmenter=tiny_segmenter, **kwargs) -> Rig:
+        rigs.append(Rig(ros_context, f"/{request.node.name.split('[')[0]}", segmenter, **kwargs))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def assert_accounting(counts) -> None:
+    assert counts.received == counts.published + counts.dropped + counts.rejected + \
+        counts.in_flight
+
+
+def test_frame_in_mask_and_colour_out_with_the_input_header(rig):
+    r = rig()
+    pixels = frame()
+    r.send(image_msg(pixels[..., ::-1].copy(), "bgr8", frame_id="cam_down", stamp_s=42))
+    assert r.spin_until(lambda: r.probe.masks and r.probe.colours and r.probe.stats)
+    mask, colour = r.probe.masks[0], r.probe.colours[0]
+    for out in (mask, colour):
+        assert (out.height, out.width) == (48, 64)
+        assert out.header.frame_id == "cam_down"
+        assert (out.header.stamp.sec, out.header.stamp.nanosec) == (42, 123)
+    assert mask.encoding == "mono8" and colour.encoding == "rgb8"
+    assert max(mask.data) < NUM_CLASSES
+    # the mask is the Segmenter's mask for the RGB frame (bgr8 was converted at the boundary)
+    expected = r.node._segmenter.segment(pixels).mask
+    np.testing.assert_array_equal(np.frombuffer(mask.data, np.uint8).reshape(48, 64), expected)
+    table = r.probe.last_stats()
+    assert table["frames_received"] == "1" and table["frames_published"] == "1"
+    assert table["backend"].startswith("cpu") and "64x48" in table["tile_plan"]
+    for stage in ("queue", "decode", "infer", "merge", "publish", "total"):
+        assert float(table[f"latency_{stage}_p99_ms"]) >= 0.0
+    assert float(table["latency_total_p50_ms"]) >= float(table["latency_infer_p50_ms"])
+
+
+def test_colour_is_computed_only_for_subscribers(rig, monkeypatch):
+    calls = []
+    monkeypatch.setattr(node_module, "colorize",
+                        lambda *a, **k: calls.append(1) or np.zeros((48, 64, 3), np.uint8))
+    r = rig(colour=False)
+    r.send(image_msg(frame()))
+    assert r.node.stats.counts().published == 1 and not calls
+
+
+def test_bad_frames_are_rejected_counted_and_the_next_one_is_processed(rig):
+    r = rig(max_frame_pixels=100 * 100)
+    good = image_msg(frame())
+    unknown = image_msg(frame(), "yuv422")
+    step = image_msg(frame())
+    step.step = 64 * 3 - 1
+    empty = image_msg(frame())
+    empty.height, empty.width, empty.data = 0, 0, array.array("B")
+    truncated = image_msg(frame())
+    truncated.data = array.array("B", bytes(truncated.data)[:-100])
+    huge = Image(height=30000, width=30000, encoding="rgb8", step=90000)
+    for bad in (unknown, step, empty, truncated, huge):
+        r.send(bad)
+    r.send(good)
+    counts = r.node.stats.counts()
+    assert (counts.received, counts.rejected, counts.published) == (6, 5, 1)
+    assert_accounting(counts)
+    assert r.node.stats.rejections() == {"unknown_encoding": 1, "step_mismatch": 1,
+                                         "zero_size": 1, "truncated": 1, "too_large": 1}
+    assert r.spin_until(lambda: r.probe.last_stats().get("frames_received") == "6")
+    table = r.probe.last_stats()
+    assert table["rejected_truncated"] == "1" and table["frames_rejected"] == "5"
+
+
+def test_compressed_transport_survives_a_corrupt_jpeg(rig):
+    r = rig(input_transport="compressed")
+    ok, jpeg = cv2.imencode(".jpg", frame())
+    corrupt = CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8\xff\xe0broken\xff\xd9"))
+    r.send(corrupt)
+    good = CompressedImage(format="jpeg", data=array.array("B", jpeg.tobytes()))
+    good.header.frame_id = "cam_jpeg"
+    r.send(good)
+    assert r.node.stats.rejections() == {"corrupt": 1}
+    assert r.spin_until(lambda: bool(r.probe.masks))
+    assert r.probe.masks[0].header.frame_id == "cam_jpeg"
+    assert (r.probe.masks[0].height, r.probe.masks[0].width) == (48, 64)
+
+
+def test_a_newer_frame_replaces_the_waiting_one(rig, tiny_segmenter, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    real_segment = tiny_segmenter.segment
+
+    def slow_segment(image):
+        entered.set()
+        assert release.wait(20), "test never released the worker"
+        return real_segment(image)
+
+    monkeypatch.setattr(tiny_segmenter, "segment", slow_segment)
+    r = rig()
+    r.probe.images.publish(image_msg(frame(seed=1)))
+    assert r.spin_until(entered.is_set)
+    for seed, received in ((2, 2), (3, 3)):
+        r.probe.images.publish(image_msg(frame(seed=seed)))
+        assert r.spin_until(lambda n=received: r.node.stats.counts().received == n)
+    release.set()
+    assert r.spin_until(lambda: r.node.stats.counts().in_flight == 0)
+    counts = r.node.stats.counts()
+    assert (counts.published, counts.dropped, counts.rejected) == (2, 1, 0)
+
+
+def test_cuda_out_of_memory_lowers_the_cap_and_retries_once(rig, tiny_segmenter, monkeypatch):
+    real_segment, cap = tiny_segmenter.segment, tiny_segmenter.settings.memory_cap_mb
+    failures = iter([True])
+
+    def oom_once(image):
+        if next(failures, False):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real_segment(image)
+
+    monkeypatch.setattr(tiny_segmenter, "segment", oom_once)
+    r = rig()
+    try:
+        r.send(image_msg(frame()))
+        assert r.node.stats.counts().published == 1
+        assert tiny_segmenter.settings.memory_cap_mb == pytest.approx(cap * OOM_CAP_FACTOR)
+    finally:
+        tiny_segmenter.set_memory_cap(cap)
+
+
+def test_inference_failures_are_rejected_and_the_node_carries_on(rig, tiny_segmenter,
+                                                                  monkeypatch):
+    real_segment = tiny_segmenter.segment
+    outcomes = iter([torch.cuda.OutOfMemoryError("again"), torch.cuda.OutOfMemoryError("again"),
+                     RuntimeError("cuDNN exploded")])
+    cap = tiny_segmenter.settings.memory_cap_mb
+
+    def failing(image):
+        error = next(outcomes, None)
+        if error is not None:
+            raise error
+        return real_segment(image)
+
+    monkeypatch.setattr(tiny_segmenter, "segment", failing)
+    r = rig()
+    try:
+        r.send(image_msg(frame()))  # OOM, replan, OOM again: rejected
+        r.send(image_msg(frame()))  # any other exception: rejected
+        r.send(image_msg(frame()))
+    finally:
+        tiny_segmenter.set_memory_cap(cap)
+    assert r.node.stats.rejections() == {"out_of_memory": 1, "inference_failed": 1}
+    assert r.node.stats.counts().published == 1
+    assert r.spin_until(lambda: "cuDNN exploded" in r.probe.last_stats().get(
+        "last_rejection", "") or r.probe.last_stats().get("frames_published") == "1")
+
+
+def test_runtime_parameters_are_applied_or_refused_with_a_reason(rig, tiny_segmenter):
+    cap = tiny_segmenter.settings.memory_cap_mb
+    r = rig()
+    r.send(image_msg(frame()))
+    try:
+        result, = r.node.set_parameters([Parameter("memory_cap_mb", value=900)])
+        assert result.successful and tiny_segmenter.settings.memory_cap_mb == 900.0
+        result, = r.node.set_parameters([Parameter("memory_cap_mb", value=0.001)])
+        assert not result.successful and "cap" in result.reason
+        assert tiny_segmenter.settings.memory_cap_mb == 900.0  # old cap kept
+        result, = r.node.set_parameters([Parameter("overlay_alpha", value=2.0)])
+        assert not result.successful and "overlay_alpha" in result.reason
+        result, = r.node.set_parameters([Parameter("model_path", value="/other.pt")])
+        assert not result.successful and "restart" in result.reason
+        result, = r.node.set_parameters([Parameter("palette", value=[1, 2, 3])])
+        assert not result.successful and "6 classes" in result.reason
+        result, = r.node.set_parameters([Parameter("overlay_alpha", value=1.0)])
+        assert result.successful and r.node.params.overlay_alpha == 1.0
+        assert r.node.get_parameter("overlay_alpha").value == 1.0
+    finally:
+        tiny_segmenter.set_memory_cap(cap)
+    r.send(image_msg(frame()))  # alpha 1.0: colours only, no image blended in
+    assert r.spin_until(lambda: len(r.probe.colours) == 2)
+    colour = np.frombuffer(r.probe.colours[1].data, np.uint8).reshape(48, 64, 3)
+    palette = np.array(tiny_segmenter.palette, np.uint8)
+    mask = np.frombuffer(r.probe.masks[1].data, np.uint8).reshape(48, 64)
+    np.testing.assert_array_equal(colour, palette[mask])
+
+
+def test_missing_model_keeps_the_node_up_and_reports_it(rig, tmp_path):
+    r = rig(segmenter=None, model_path=str(tmp_path / "missing.pt"), backend_order=["cpu"])
+    r.send(image_msg(frame()))
+    assert r.node.stats.rejections() == {"model_unavailable": 1}
+    assert r.spin_until(lambda: bool(r.probe.diagnostics), 5)
+    status = r.probe.diagnostics[-1].status[0]
+    assert status.level == DiagnosticStatus.ERROR
+    assert "missing.pt" in status.message and "model_path" in status.message
+
+
+# -- across processes ---------------------------------------------------------------------------
+
+NODE_START_TIMEOUT_S = 90.0
+
+
+class NodeProcess:
+    """``python -m uhr_seg_ros.seg_node`` in a child process, output captured to a file."""
+
+    def __init__(self, tmp_path: Path, namespace: str, ros_args: list[str]) -> None:
+        self.log_path = tmp_path / "node.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "-r",
+             f"__ns:={namespace}", *ros_args], stdout=self._log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def interrupt(self, timeout_s: float = 30.0) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def node_process(tmp_path):
+    started: list[NodeProcess] = []
+
+    def start(namespace: str, ros_args: list[str]) -> NodeProcess:
+        started.append(NodeProcess(tmp_path, namespace, ros_args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def wait_for_stats(executor, probe: Probe, process: NodeProcess, key: str, value: str,
+                   timeout_s: float = 60.0) -> dict[str, str]:
+    assert spin_until(executor, lambda: probe.last_stats().get(key) == value, timeout_s), (
+        f"stats never showed {key}={value}; last: {probe.last_stats()}\n{process.output()}")
+    return probe.last_stats()
+
+
+def set_parameter(executor, client, name: str, value) -> tuple[bool, str]:
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    future = client.call_async(request)
+    assert spin_until(executor, future.done, 30), "parameter service did not answer"
+    result = future.result().results[0]
+    return result.successful, result.reason
+
+
+@pytest.mark.slow
+def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
+        ros_context, node_process, tiny_checkpoint, deepglobe_dir, tmp_path):
+    namespace = "/xproc_raw"
+    params_file = tmp_path / "seg.yaml"
+    params_file.write_text(
+        "/**:\n  ros__parameters:\n"
+        f"    model_path: '{tiny_checkpoint}'\n"
+        "    backend_order: [cpu]\n"
+        "    input_reliability: reliable\n"  # 18 MB frames over default transports
+        "    max_frame_pixels: 6000000\n"
+        "    class_names: [urban, agriculture, rangeland, forest, water, barren]\n")
+    process = node_process(namespace, ["--params-file", str(params_file)])
+    probe = Probe(ros_context, namespace)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(probe.node)
+    parameters = probe.node.create_client(SetParameters, f"{namespace}/uhr_seg/set_parameters")
+    try:
+        assert spin_until(executor, lambda: probe.images.get_subscription_count() > 0,
+                          NODE_START_TIMEOUT_S), f"node never subscribed:\n{process.output()}"
+        assert spin_until(executor, parameters.service_is_ready, 10)
+        assert spin_until(executor, lambda: probe.node.count_subscribers(
+            f"{namespace}/mask_color") > 0 and probe.node.count_publishers(
+            f"{namespace}/mask") > 0, 10)
+
+        sat = sorted(deepglobe_dir.glob("*_sat.jpg"))[0]
+        bgr = cv2.imread(str(sat), cv2.IMREAD_COLOR)
+        probe.images.publish(image_msg(bgr, "bgr8", frame_id="uav_cam", stamp_s=1234))
+        table = wait_for_stats(executor, probe, process, "frames_published", "1", 120)
+        assert spin_until(executor, lambda: probe.masks and probe.colours, 20)
+        mask = probe.masks[0]
+        assert (mask.height, mask.width, mask.encoding) == (2448, 2448, "mono8")
+        assert mask.header.frame_id == "uav_cam" and mask.header.stamp.sec == 1234
+        assert int(np.frombuffer(mask.data, np.uint8).max()) < NUM_CLASSES
+        colour = probe.colours[0]
+        assert (colour.height, colour.width, colour.encoding) == (2448, 2448, "rgb8")
+        assert colour.header.frame_id == "uav_cam"
+        assert (table["frames_received"], table["frames_dropped"], table["frames_rejected"]) \
+            == ("1", "0", "0")
+        assert "2448x2448" in table["tile_plan"] and table["backend"].startswith("cpu")
+        assert table["classes"].startswith("0:urban, 1:agriculture")  # from the params file
+        assert float(table["latency_total_p50_ms"]) > 0
+
+        unknown = image_msg(frame(), "yuv422")
+        step = image_msg(frame())
+        step.step = 10
+        empty = Image(encoding="rgb8")
+        truncated = image_msg(frame())
+        truncated.data = array.array("B", bytes(truncated.data)[:1000])
+        huge = Image(height=3000, width=3000, encoding="rgb8", step=9000)  # over 6 MP
+        for rejected, bad in enumerate((unknown, step, empty, truncated, huge), start=1):
+            probe.images.publish(bad)
+            wait_for_stats(executor, probe, process, "frames_rejected", str(rejected))
+        probe.images.publish(image_msg(frame()))
+        table = wait_for_stats(executor, probe, process, "frames_published", "2")
+        assert table["frames_received"] == "7" and table["frames_rejected"] == "5"
+        for reason in ("unknown_encoding", "step_mismatch", "zero_size", "truncated",
+                       "too_large"):
+            assert table[f"rejected_{reason}"] == "1", table
+
+        assert set_parameter(executor, parameters, "memory_cap_mb", 1200) == (True, "")
+        ok, reason = set_parameter(executor, parameters, "memory_cap_mb", -3.0)
+        assert not ok and "memory_cap_mb" in reason
+        ok, reason = set_parameter(executor, parameters, "backend_order", ["cuda"])
+        assert not ok and "restart" in reason
+        probe.images.publish(image_msg(frame()))
+        table = wait_for_stats(executor, probe, process, "frames_published", "3")
+        assert table["memory_cap_mb"] == "1200.0"
+        assert probe.diagnostics and probe.diagnostics[-1].status[0].name == "uhr_seg: segmentation"
+
+        assert process.interrupt() == 0, process.output()
+        assert "Traceback" not in process.output()
+    finally:
+        executor.shutdown()
+        probe.node.destroy_node()
+
+
+@pytest.mark.slow
+def test_node_process_on_the_compressed_transport(ros_context, node_process, tiny_checkpoint,
+                                                 deepglobe_dir):
+    namespace = "/xproc_jpeg"
+    process = node_process(namespace, [
+        "-p", f"model_path:={tiny_checkpoint}", "-p", "backend_order:=[cpu]",
+        "-p", "input_transport:=compressed", "-p", "input_reliability:=reliable"])
+    probe = Probe(ros_context, namespace, colour=False)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(probe.node)
+    try:
+        assert spin_until(executor, lambda: probe.compressed.get_subscription_count() > 0,
+                          NODE_START_TIMEOUT_S), f"node never subscribed:\n{process.output()}"
+        assert spin_until(executor, lambda: probe.node.count_publishers(f"{namespace}/mask") > 0,
+                          10)
+        jpeg_bytes = sorted(deepglobe_dir.glob("*_sat.jpg"))[0].read_bytes()
+        cut_off = jpeg_bytes[: len(jpeg_bytes) // 50]  # header intact, scan data cut off
+        for rejected, data in enumerate((cut_off, b"\xff\xd8\xff\xe0garbage\xff\xd9"), 1):
+            probe.compressed.publish(CompressedImage(format="jpeg", data=array.array("B", data)))
+            wait_for_stats(executor, probe, process, "frames_rejected", str(rejected))
+        good = CompressedImage(format="jpeg", data=array.array("B", jpeg_bytes))
+        good.header.frame_id = "uav_cam_jpeg"
+        probe.compressed.publish(good)
+        table = wait_for_stats(executor, probe, process, "frames_published", "1", 120)
+        assert spin_until(executor, lambda: bool(probe.masks), 20)
+        assert (probe.masks[0].height, probe.masks[0].width) == (2448, 2448)
+        assert probe.masks[0].header.frame_id == "uav_cam_jpeg"
+        assert (table["rejected_truncated"], table["rejected_corrupt"]) == ("1", "1")
+        assert int(table["frames_received"]) == int(table["frames_published"]) + int(
+            table["frames_rejected"]) + int(table["frames_dropped"])
+        assert process.interrupt() == 0, process.output()
+        assert "Traceback" not in process.output()
+    finally:
+        executor.shutdown()
+        probe.node.destroy_node()
