@@ -8,7 +8,8 @@
 #   UHR_SEG_MODEL       checkpoint to serve (default: the bundled model)
 #   UHR_SEG_PREBUILD    1 (default): build missing TensorRT engines before launch; 0: leave it to
 #                       the node
-# Any other first argument (bash, ros2, python3 ...) runs that command in the same environment.
+# Any other first argument (bash, ros2, python3 ...) runs that command in the same environment,
+# e.g. `docker compose run --rm seg-jetson ros2 topic echo /uhr_seg/stats`.
 set -eo pipefail
 
 # The workspace's setup script also sources the ROS distro it was built on (colcon chains
@@ -19,11 +20,19 @@ set -u
 
 log() { echo "[uhr-seg-entrypoint] $*" >&2; }
 
+share="${UHR_SEG_WS}/install/share/uhr_seg_ros"
+
+# Every process in the container (the launch, `ros2 bag record`, `ros2 topic echo`) uses the
+# shared-memory profile for large images, as seg.launch.py does: a profile the user chose under
+# either name wins. Fast DDS 3.x (Jazzy) reads the first name, 2.x (Humble) the second.
+large_images_profile="${share}/config/fastdds_large_images.xml"
+profile="${FASTDDS_DEFAULT_PROFILES_FILE:-${FASTRTPS_DEFAULT_PROFILES_FILE:-${large_images_profile}}}"
+export FASTDDS_DEFAULT_PROFILES_FILE="${profile}" FASTRTPS_DEFAULT_PROFILES_FILE="${profile}"
+
 if [[ $# -gt 0 && $1 != *:=* ]]; then
     exec "$@"
 fi
 
-share="${UHR_SEG_WS}/install/share/uhr_seg_ros"
 preset="${UHR_SEG_PRESET:-seg}"
 params_file="${share}/config/${preset}.yaml"
 if [[ ! -f ${params_file} ]]; then

@@ -85,6 +85,8 @@ def container(tmp_path: Path) -> dict[str, str]:
     for tool in ("ros2", "python3"):
         script = bin_dir / tool
         script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "$CALLS"\n'
+                          'echo "$FASTDDS_DEFAULT_PROFILES_FILE $FASTRTPS_DEFAULT_PROFILES_FILE"'
+                          ' >> "$CALLS.env"\n'
                           f'[ "{tool}" = python3 ] && exit "${{PREBUILD_STATUS:-0}}"\nexit 0\n')
         script.chmod(0o755)
     share = tmp_path / "install" / "share" / "uhr_seg_ros"
@@ -144,5 +146,14 @@ def test_entrypoint_refuses_a_model_that_is_not_mounted(container: dict[str, str
 
 def test_entrypoint_runs_other_commands_in_the_ros_environment(
         container: dict[str, str]) -> None:
-    _, calls = _start(container, "ros2", "topic", "echo", "/uhr_seg/stats")
-    assert calls == ["ros2 topic echo /uhr_seg/stats"]
+    _, calls = _start(container, "ros2", "bag", "record", "/uhr_seg/mask")
+    assert calls == ["ros2 bag record /uhr_seg/mask"]
+    profile = (f"{container['UHR_SEG_WS']}/install/share/uhr_seg_ros/config/"
+               "fastdds_large_images.xml")
+    assert Path(container["CALLS"] + ".env").read_text().split() == [profile, profile]
+
+
+def test_entrypoint_keeps_a_profile_the_user_chose(container: dict[str, str]) -> None:
+    _start({**container, "FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/robot_dds.xml"})
+    for line in Path(container["CALLS"] + ".env").read_text().splitlines():
+        assert line.split() == ["/etc/robot_dds.xml", "/etc/robot_dds.xml"]
