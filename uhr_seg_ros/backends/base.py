@@ -20,6 +20,15 @@ class BackendUnavailable(BackendError):
     logs the message and tries the next backend."""
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` with an explicit index for CUDA (``"cuda"`` -> ``cuda:<current>``), so that
+    comparing it with a tensor's ``.device`` works."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def error_summary(exc: BaseException) -> str:
     """``"TypeName: first line of the message"``: converter and builder errors span pages, a
     fallback log line needs only the gist (the full trace is logged at DEBUG)."""
@@ -51,7 +60,7 @@ class Backend(ABC):
                  max_batch: int = 16) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.num_classes = int(num_classes)
         self.input_dtype = input_dtype
         self.max_batch = int(max_batch)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Backend
+from .base import Backend, resolve_device
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class EagerBackend(Backend):
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  precision: str = "fp32", max_batch: int = 16, cuda_graphs: bool = True,
                  torch_compile: bool = False) -> None:
-        device = torch.device(device)
+        device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         on_cuda = device.type == "cuda"
@@ -61,7 +61,10 @@ class EagerBackend(Backend):
         self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
+        # No autocast weight cache: inference uses each weight once per forward, and cached
+        # casts freed at autocast exit would dangle inside a captured CUDA graph.
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16",
+                            cache_enabled=False):
             return self._forward(batch)
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Backend, BackendError, BackendUnavailable, error_summary
+from .base import Backend, BackendError, BackendUnavailable, error_summary, resolve_device
 from .export import check_export_shape, export_program
 
 LOGGER = logging.getLogger(__name__)
@@ -142,8 +142,8 @@ def import_tensorrt() -> tuple[Any, Any]:
         import torch_tensorrt
     except ImportError as exc:
         raise BackendUnavailable(
-            f"torch-tensorrt is not installed ({exc.name or exc}); install the wheel matching "
-            "this torch (pip install torch-tensorrt; on Jetson NVIDIA's JetPack wheel)") from exc
+            f"torch-tensorrt is not installed ({exc}); install the wheel matching this torch "
+            "(pip install torch-tensorrt; on Jetson NVIDIA's JetPack wheel)") from exc
     except OSError as exc:  # wheel present but its CUDA/TensorRT libraries are not
         raise BackendUnavailable(f"torch-tensorrt failed to load its libraries: {exc}") from exc
     return torch_tensorrt, tensorrt
@@ -246,7 +246,7 @@ class _EngineRunner:
         """Enqueue the engine on torch's current stream; returns a view of the static output."""
         batch_size = batch.shape[0]
         self.static_input[:batch_size].copy_(batch)
-        self.context.set_input_shape(self.input_name, tuple(self.static_input[:batch_size].shape))
+        self.context.set_input_shape(self.input_name, (batch_size, *self.static_input.shape[1:]))
         stream = torch.cuda.current_stream(self.static_input.device).cuda_stream
         if not self.context.execute_async_v3(stream):
             raise BackendError(f"TensorRT failed to enqueue a batch of {batch_size}")
@@ -275,9 +275,7 @@ class TensorRTBackend(Backend):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not patch_sizes:
             raise ValueError("patch_sizes is empty: TensorRT engines are built per patch size")
-        device = torch.device(device)
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = resolve_device(device)
         for patch_size in patch_sizes:
             check_export_shape(patch_size, max_batch)
         super().__init__(device, model.config.num_classes, torch.float32, max_batch)
