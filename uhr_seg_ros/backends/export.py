@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 #: ONNX opset of exported files: 18 is the lowest the torch.export-based exporter emits and is
-#: parsed by TensorRT 10.x (JetPack 6, trtexec), ONNX Runtime >= 1.14 and Isaac ROS 3.
+#: parsed by TensorRT 10.x (JetPack 6.1+, trtexec), ONNX Runtime >= 1.14 and Isaac ROS 3.
 ONNX_OPSET = 18
 ONNX_INPUT_NAME = "image"
 ONNX_OUTPUT_NAME = "logits"
