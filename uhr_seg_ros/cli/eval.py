@@ -1,0 +1,76 @@
+"""``uhr-seg eval``: benchmark a model on a data set through the memory-capped tiling engine.
+
+    uhr-seg eval --data deepglobe:../shared/data/deepglobe --split val --out runs/eval_dg
+    uhr-seg eval --data inria:/data/AerialImageDataset --model my.pt --memory-cap-mb 1500 \\
+        --split test --out runs/eval_inria
+    uhr-seg eval --data synthetic:4@2048 --limit 2 --out runs/eval_synth
+
+Writes results.json (miou as a fraction, per_class_iou, peak_memory_mb, fps, majority-class
+baseline; building_iou for Inria), results.md, results.csv, per_image.csv and vis/*.jpg
+(image | truth | prediction | errors). See docs/data.md for data layouts and splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+LOGGER = logging.getLogger("uhr-seg.eval")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval", help="per-class IoU, mIoU, peak memory and FPS of a model on a data set",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, metavar="KIND:ARG",
+                        help="deepglobe:DIR, inria:DIR, folder:DIR or synthetic:COUNT@SIZE")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="checkpoint (.pt); default: the bundled model")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"),
+                        help="which split to score (default val)")
+    parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
+                        help="device memory inference may use (default 1500, the paper's 1.5 GB)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    parser.add_argument("--backend", default="tensorrt,cuda,cpu",
+                        help="backends to try in order (default tensorrt,cuda,cpu)")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                        help="GPU precision (the CPU backend always runs fp32)")
+    parser.add_argument("--no-vis", action="store_true", help="skip the per-image pictures")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results and pictures")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from uhr_seg_ros.data.datasets import build_dataset
+    from uhr_seg_ros.engine.evaluate import evaluate, write_results
+    from uhr_seg_ros.paths import default_model_path
+    from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    dataset = build_dataset(args.data, args.split)
+    if len(dataset) == 0:
+        raise ValueError(f"split {args.split!r} of {args.data} is empty; pick another --split "
+                         "or add split files (docs/data.md)")
+    model_path = args.model or default_model_path()
+    settings = SegmenterSettings(
+        model_path=str(model_path), memory_cap_mb=args.memory_cap_mb, precision=args.precision,
+        backend_order=tuple(b.strip() for b in args.backend.split(",") if b.strip()))
+    segmenter = Segmenter.from_settings(settings)
+    LOGGER.info("evaluating %s (%s, %d images) with %s", args.data, args.split,
+                len(dataset) if args.limit is None else min(args.limit, len(dataset)),
+                segmenter.describe())
+    try:
+        evaluation = evaluate(segmenter, dataset, args.out, limit=args.limit,
+                              visualize=not args.no_vis)
+    finally:
+        segmenter.close()
+    results = write_results(evaluation, args.out, {
+        "data": args.data, "split": args.split, "model": str(model_path),
+        "backend": segmenter.backend.describe(), "memory_cap_mb": args.memory_cap_mb})
+    LOGGER.info("mIoU %.2f %% (majority baseline %.2f %%), peak %.0f MB, %.3f FPS -> %s",
+                100 * (results["miou"] or 0.0), 100 * (results["baseline_miou"] or 0.0),
+                results["peak_memory_mb"], results["fps"], args.out / "results.md")
+    return 0
