@@ -31,6 +31,15 @@ COMPOSE = DOCKER_DIR / "compose.yaml"
 IGNORE_PATTERNS = read_dockerignore(REPO_ROOT / ".dockerignore")
 
 
+def _tracked_by_git(path: str) -> bool | None:
+    """Whether git tracks ``path`` (a file, or any file under a folder); None without git."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        return None
+    result = subprocess.run(["git", "ls-files", "--", path], cwd=REPO_ROOT, capture_output=True,
+                            text=True)
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
 def test_both_images_exist() -> None:
     assert {p.name for p in DOCKERFILES} == {"Dockerfile.desktop", "Dockerfile.jetson"}
 
@@ -57,6 +66,8 @@ def test_copy_sources_exist_and_are_sent(dockerfile) -> None:
             where = f"{dockerfile.name}:{instruction.line} {source}"
             assert not source.startswith(("/", "..")), f"{where}: outside the build context"
             assert (REPO_ROOT / source).exists(), f"{where}: no such path in the repository"
+            assert _tracked_by_git(source) is not False, (
+                f"{where}: not committed, so a fresh clone cannot build the image")
             assert not dockerignore_excludes(IGNORE_PATTERNS, source), (
                 f"{where}: excluded by .dockerignore, the build would fail")
 
