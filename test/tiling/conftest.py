@@ -30,6 +30,31 @@ class StubSegNet(nn.Module):
         return self.conv2(torch.relu(self.conv1(x / 255.0 - 0.5)))
 
 
+class PixelStubNet(nn.Module):
+    """The cheapest possible network (logits = a colour channel per class), for timing-free
+    memory tests on very large frames."""
+
+    size_divisor = 32
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(num_classes=num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, : self.config.num_classes] * (1.0 / 255.0)
+
+
+@pytest.fixture
+def pixel_stub_model() -> PixelStubNet:
+    return PixelStubNet().eval()
+
+
+@pytest.fixture
+def make_stub_model():
+    """``make_stub_model(**kwargs)`` -> an eval-mode :class:`StubSegNet`."""
+    return lambda **kwargs: StubSegNet(**kwargs).eval()
+
+
 @pytest.fixture
 def stub_model() -> StubSegNet:
     return StubSegNet().eval()

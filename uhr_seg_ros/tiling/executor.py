@@ -35,31 +35,34 @@ if TYPE_CHECKING:
 
 BufferSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
+#: Final rows are labelled this many at a time, so the argmax scratch (int64) stays small.
+FINALIZE_ROWS = 64
+
 
 def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
                  input_dtype: torch.dtype, *, frame_resident: bool,
                  with_confidence: bool) -> BufferSpecs:
     """Name → ``(shape, dtype)`` of every buffer the executor allocates for one plan."""
     height, width, rows = grid.height, grid.width, grid.tile_height
+    chunk = min(rows, FINALIZE_ROWS)
     specs: BufferSpecs = {
         "batch": ((batch, 3, grid.patch, grid.patch), input_dtype),
         "logit_rows": ((num_classes, rows, width), torch.float32),  # ring of open rows
-        "row_max": ((rows, width), torch.float32),
-        "row_argmax": ((rows, width), torch.int64),
-        "label_rows": ((rows, width), torch.uint8),
+        "row_max": ((chunk, width), torch.float32),
+        "row_argmax": ((chunk, width), torch.int64),
+        "label_rows": ((chunk, width), torch.uint8),
     }
     if with_confidence:
-        specs["confidence_rows"] = ((rows, width), torch.float16)
+        specs["confidence_rows"] = ((chunk, width), torch.float16)
         specs["row_counts"] = ((height,), torch.float32)
         specs["col_counts"] = ((width,), torch.float32)
-    if torch.device(device).type == "cuda":
-        if frame_resident:
-            specs["frame"] = ((height, width, 3), torch.uint8)
-            specs["mask"] = ((height, width), torch.uint8)
-            if with_confidence:
-                specs["confidence"] = ((height, width), torch.float16)
-        else:
-            specs["frame_rows"] = ((rows, width, 3), torch.uint8)
+    if not frame_resident:
+        specs["frame_rows"] = ((rows, width, 3), torch.uint8)
+    elif torch.device(device).type == "cuda":
+        specs["frame"] = ((height, width, 3), torch.uint8)
+        specs["mask"] = ((height, width), torch.uint8)
+        if with_confidence:
+            specs["confidence"] = ((height, width), torch.float16)
     return specs
 
 
@@ -186,6 +189,7 @@ class TiledExecutor:
                         for r0, r1, f0, f1 in self._ring_pieces(y, y + tile_h):
                             buf["logit_rows"][:, r0:r1, x:x + tile_w].add_(
                                 logits[k, :, f0 - y:f1 - y, :tile_w])
+                    del logits  # the plan counts one batch of logits alive, not two
             with timer("merge"):
                 self._finalize(done, grid.height, sinks)
             with timer("download"):
@@ -198,21 +202,21 @@ class TiledExecutor:
     def _stage(self, frame: torch.Tensor):
         """A function ``y -> (tile_height, W, c)`` device view of frame rows ``[y, y+tile_h)``."""
         plan, buf = self.plan, self._buffers
-        tile_h = plan.grid.tile_height
-        if frame.device == self.device:
-            return lambda y: frame[y:y + tile_h]
-        channels = frame.shape[2]
+        tile_h, channels = plan.grid.tile_height, frame.shape[2]
         if plan.frame_resident:
+            if frame.device == self.device:
+                return lambda y: frame[y:y + tile_h]
             staged = buf["frame"][..., :channels]
             staged.copy_(frame)
             return lambda y: staged[y:y + tile_h]
         band = buf["frame_rows"][..., :channels]
-        uploaded = {"y": None}
+        uploaded_y = -1
 
-        def rows(y: int) -> torch.Tensor:
-            if uploaded["y"] != y:
+        def rows(y: int) -> torch.Tensor:  # one upload per row of windows
+            nonlocal uploaded_y
+            if y != uploaded_y:
                 band.copy_(frame[y:y + tile_h])
-                uploaded["y"] = y
+                uploaded_y = y
             return band
 
         return rows
@@ -242,7 +246,10 @@ class TiledExecutor:
         """Frame rows ``[start, stop)`` get no more logits: label them and free their ring rows."""
         buf = self._buffers
         mask_sink, conf_sink = sinks
-        for r0, r1, f0, f1 in self._ring_pieces(start, stop):
+        pieces = ((r0 + i, min(r1, r0 + i + FINALIZE_ROWS), f0 + i, min(f1, f0 + i + FINALIZE_ROWS))
+                  for r0, r1, f0, f1 in self._ring_pieces(start, stop)
+                  for i in range(0, r1 - r0, FINALIZE_ROWS))
+        for r0, r1, f0, f1 in pieces:
             n = r1 - r0
             logits = buf["logit_rows"][:, r0:r1]
             best, labels = buf["row_max"][:n], buf["row_argmax"][:n]

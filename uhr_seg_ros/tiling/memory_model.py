@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class MemoryModel:
 
     def predict(self, batch: int, patch: int) -> int:
         """Peak extra bytes of one forward of ``batch`` patches of ``patch × patch``."""
-        return int(self.fixed_bytes + self.bytes_per_pixel * batch * patch * patch)
+        return math.ceil(self.fixed_bytes + self.bytes_per_pixel * batch * patch * patch)
 
     def matches(self, model_id: str, backend: str, device: str, precision: str) -> bool:
         return (self.model_id, self.backend, self.device, self.precision) == (
@@ -73,7 +74,7 @@ class MemoryModel:
         slope = float((centred * (peaks - peaks.mean())).sum() / (centred * centred).sum())
         slope = max(slope, 0.0)
         fixed = float((peaks - slope * pixels).max())
-        return cls(fixed_bytes=max(0, int(fixed + 0.5)), bytes_per_pixel=slope,
+        return cls(fixed_bytes=max(0, math.ceil(fixed)), bytes_per_pixel=slope,
                    points=[[int(b), int(p), int(m)] for b, p, m in points], **identity)
 
     def save(self, path: str | Path) -> Path:
