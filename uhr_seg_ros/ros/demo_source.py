@@ -175,6 +175,10 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger("demo_source").error(str(exc))
         rclpy.try_shutdown()
         return 1
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # Ctrl-C or a launch shutdown arrived while the node was being created
     try:
         rclpy.spin_until_future_complete(node, node.finished)
     except (KeyboardInterrupt, ExternalShutdownException):
