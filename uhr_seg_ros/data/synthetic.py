@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -157,6 +157,20 @@ class _Cells:
     size_v: np.ndarray
     centre_x: np.ndarray   # parcel centre in image pixels (for coarse-field decisions)
     centre_y: np.ndarray
+
+    def crop(self, window: tuple[slice, slice]) -> "_Cells":
+        return _Cells(*(getattr(self, f.name)[window] for f in fields(self)))
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """Row/column slices around the True pixels of ``mask`` plus ``margin`` (None if empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    height, width = mask.shape
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, height)),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, width)))
 
 
 class _Scene:
@@ -303,15 +317,22 @@ class _Scene:
     def paint(self) -> np.ndarray:
         rng = self.rng
         image = np.empty(self.shape + (3,), np.float32)
-        # Painted per class, cheapest masks first; each painter fills only its own pixels.
-        self._paint_rangeland(image, self.label == RANGELAND)
-        self._paint_barren(image, self.label == BARREN)
-        self._paint_forest(image, self.label == FOREST)
-        self._paint_farmland(image, self.label == AGRICULTURE)
-        self._paint_tracks_and_roads(image, outside_town=True)
-        self._paint_town(image, self.label == URBAN)
-        self._paint_tracks_and_roads(image, outside_town=False)
-        self._paint_water(image, self.water)
+        # Each painter works inside the bounding box of its pixels (towns and lakes are often
+        # small) and fills only its own pixels. Roads go over the land, under towns' roofs.
+        painters = ((self._paint_rangeland, self.label == RANGELAND),
+                    (self._paint_barren, self.label == BARREN),
+                    (self._paint_forest, self.label == FOREST),
+                    (self._paint_farmland, self.label == AGRICULTURE),
+                    (self._paint_roads_outside_town, None),
+                    (self._paint_town, self.label == URBAN),
+                    (self._paint_water, self.water))
+        for painter, mask in painters:
+            if mask is None:
+                painter(image)
+                continue
+            window = _bounding_box(mask, margin=8)
+            if window is not None:
+                painter(image[window], mask[window], window)
         # Atmosphere and sensor: haze, slight tint, optics blur, noise.
         haze = rng.uniform(0.04, 0.14)
         tint = np.array([1.0, 1.0, 1.0]) + rng.normal(0, 0.025, 3)
@@ -321,34 +342,36 @@ class _Scene:
         image += 2.0 * rng.standard_normal(image.shape, dtype=np.float32)
         return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
-    def _paint_rangeland(self, image: np.ndarray, mask: np.ndarray) -> None:
-        rng = self.rng
-        greenness = np.clip(0.5 + 0.45 * _fbm(self.shape, (300.0, 90.0, 30.0), rng), 0, 1)
+    # Painters: ``image`` and ``mask`` are the ``window`` (row, column slices) of the frame.
+
+    def _paint_rangeland(self, image: np.ndarray, mask: np.ndarray, window) -> None:
+        rng, shape = self.rng, mask.shape
+        greenness = np.clip(0.5 + 0.45 * _fbm(shape, (300.0, 90.0, 30.0), rng), 0, 1)
         colour = _lerp(_RANGELAND_DRY, _RANGELAND_GREEN, greenness)
-        colour *= (1 + 0.07 * _fbm(self.shape, (12.0, 4.0, 1.0), rng))[..., None]
-        shrubs = _fbm(self.shape, (5.0, 2.5), rng, falloff=0.8)
+        colour *= (1 + 0.07 * _fbm(shape, (12.0, 4.0, 1.0), rng))[..., None]
+        shrubs = _fbm(shape, (5.0, 2.5), rng, falloff=0.8)
         _add_blobs(colour, shrubs > 1.7, (58, 66, 44), shadow=2)
         image[mask] = colour[mask]
 
-    def _paint_barren(self, image: np.ndarray, mask: np.ndarray) -> None:
-        rng = self.rng
-        tone = np.clip(0.5 + 0.5 * _fbm(self.shape, (400.0, 120.0, 40.0), rng), 0, 1)
+    def _paint_barren(self, image: np.ndarray, mask: np.ndarray, window) -> None:
+        rng, shape = self.rng, mask.shape
+        tone = np.clip(0.5 + 0.5 * _fbm(shape, (400.0, 120.0, 40.0), rng), 0, 1)
         colour = _lerp(_BARREN_SAND, _BARREN_GREY, tone)
-        ridges = 1 - np.abs(_fbm(self.shape, (60.0, 20.0), rng))
-        colour *= (0.93 + 0.1 * ridges + 0.05 * _fbm(self.shape, (3.0, 1.0), rng))[..., None]
+        ridges = 1 - np.abs(_fbm(shape, (60.0, 20.0), rng))
+        colour *= (0.93 + 0.1 * ridges + 0.05 * _fbm(shape, (3.0, 1.0), rng))[..., None]
         image[mask] = colour[mask]
 
-    def _paint_forest(self, image: np.ndarray, mask: np.ndarray) -> None:
-        rng = self.rng
-        crowns = _fbm(self.shape, (7.0, 3.5, 1.8), rng, falloff=0.55)
+    def _paint_forest(self, image: np.ndarray, mask: np.ndarray, window) -> None:
+        rng, shape = self.rng, mask.shape
+        crowns = _fbm(shape, (7.0, 3.5, 1.8), rng, falloff=0.55)
         lit = cv2.filter2D(crowns, -1, np.array([[1, 0, 0], [0, 0, 0], [0, 0, -1]], np.float32))
         brightness = np.clip(0.55 + 0.22 * crowns + 0.18 * lit, 0.2, 1.1)
-        hue = np.clip(0.5 + 0.4 * _fbm(self.shape, (200.0, 60.0), rng), 0, 1)
+        hue = np.clip(0.5 + 0.4 * _fbm(shape, (200.0, 60.0), rng), 0, 1)
         colour = _lerp(_FOREST_DARK, _FOREST_LIGHT, hue) * (brightness * 1.35)[..., None]
         image[mask] = colour[mask]
 
-    def _paint_farmland(self, image: np.ndarray, mask: np.ndarray) -> None:
-        rng, cells = self.rng, self.fields
+    def _paint_farmland(self, image: np.ndarray, mask: np.ndarray, window) -> None:
+        rng, shape, cells = self.rng, mask.shape, self.fields.crop(window)
         crop = _CROPS[(_unit(cells.key, 3) * len(_CROPS)).astype(np.int32)]
         crop *= (0.9 + 0.2 * _unit(cells.key, 4))[..., None]
         # Rows run along one axis of the field; period and contrast vary per field.
@@ -356,7 +379,7 @@ class _Scene:
         along_rows = np.where(_unit(cells.key, 6) < 0.5, cells.along, cells.across)
         rows = np.sin(along_rows * (2 * np.pi) / period)
         contrast = 0.02 + 0.1 * _unit(cells.key, 7)
-        moisture = 0.06 * _fbm(self.shape, (120.0, 40.0), rng)
+        moisture = 0.06 * _fbm(shape, (120.0, 40.0), rng)
         colour = crop * (1 + contrast * rows + moisture)[..., None]
         orchard = _unit(cells.key, 8) < 0.08
         trees = (np.sin(cells.along * 0.55) * np.sin(cells.across * 0.55) > 0.55) & orchard
@@ -365,20 +388,20 @@ class _Scene:
         edge = np.minimum(np.minimum(cells.along, cells.size_u - cells.along),
                           np.minimum(cells.across, cells.size_v - cells.across))
         margin = edge < 1.2 + 1.5 * _unit(cells.key, 9)
-        hedge = (self.regions.habit < 0.3)[self.regions.index]
+        hedge = (self.regions.habit < 0.3)[self.regions.index[window]]
         colour[margin & hedge] = _FOREST_DARK
         colour[margin & ~hedge] = _DIRT
         image[mask] = colour[mask]
 
-    def _paint_town(self, image: np.ndarray, mask: np.ndarray) -> None:
-        rng, cells = self.rng, self.blocks
+    def _paint_town(self, image: np.ndarray, mask: np.ndarray, window) -> None:
+        rng, shape, cells = self.rng, mask.shape, self.blocks.crop(window)
         key = cells.key
         # Yards: soil, grass, paving and trees mixed at garden scale.
-        yard_mix = _fbm(self.shape, (40.0, 14.0, 5.0), rng)
+        yard_mix = _fbm(shape, (40.0, 14.0, 5.0), rng)
         colour = _lerp(_YARD_SOIL, _YARD_GRASS, np.clip(0.5 + 0.5 * yard_mix, 0, 1))
         colour[yard_mix > 0.9] = _CONCRETE
-        colour *= (1 + 0.06 * _fbm(self.shape, (3.0, 1.0), rng))[..., None]
-        _add_blobs(colour, _fbm(self.shape, (6.0, 3.0), rng) > 1.5, _FOREST_DARK, shadow=3)
+        colour *= (1 + 0.06 * _fbm(shape, (3.0, 1.0), rng))[..., None]
+        _add_blobs(colour, _fbm(shape, (6.0, 3.0), rng) > 1.5, _FOREST_DARK, shadow=3)
 
         street = 5.0 + 3.0 * _unit(key, 11)
         u = cells.along - street
@@ -405,12 +428,14 @@ class _Scene:
         # Industrial blocks: one flat, taller roof over most of the block.
         industrial = _unit(key, 20) < 0.12
         flat = industrial & (u > 4) & (u < inner_u - 4) & (v > 4) & (v < inner_v - 4)
-        building = np.where(industrial, flat, house) & mask
+        roads = self.roads[window]
+        building = np.where(industrial, flat, house) & mask & (roads == 0)
         height = np.where(industrial, 10.0, height)
 
         is_street = ~((u >= 0) & (u < inner_u) & (v >= 0) & (v < inner_v)) & mask
-        paved = (self.regions.habit < 0.7)[self.regions.index[is_street]]
+        paved = (self.regions.habit < 0.7)[self.regions.index[window][is_street]]
         colour[is_street] = np.where(paved[:, None], _ASPHALT, _DIRT)
+        self._paint_roads(colour, roads)
         _cast_shadows(colour, building, height)
         # Roof colours only where there are roofs (a 1-D gather, not H×W×3 arrays).
         lots = lot_key[building]
@@ -423,28 +448,28 @@ class _Scene:
         colour[building] = roof
         image[mask] = colour[mask]
 
-    def _paint_tracks_and_roads(self, image: np.ndarray, outside_town: bool) -> None:
-        town = self.label == URBAN
-        where = ~town if outside_town else town
-        # Dirt tracks stop at the town edge; paved roads run through towns.
-        layers = ((self.tracks, _DIRT), (self.roads, _ASPHALT)) if outside_town else (
-            (self.roads, _ASPHALT),)
-        for mask, tone in layers:
-            on_road = (mask > 0) & where
-            weight = mask[on_road].astype(np.float32)[:, None] * np.float32(1 / 255)
-            image[on_road] += (np.asarray(tone, np.float32) - image[on_road]) * weight
+    def _paint_roads_outside_town(self, image: np.ndarray) -> None:
+        """Dirt tracks and paved roads over the countryside (tracks stop at town edges)."""
+        countryside = self.label != URBAN
+        self._paint_roads(image, self.tracks * countryside, _DIRT)
+        self._paint_roads(image, self.roads * countryside)
 
-    def _paint_water(self, image: np.ndarray, mask: np.ndarray) -> None:
-        rng = self.rng
-        if not mask.any():
-            return
+    @staticmethod
+    def _paint_roads(image: np.ndarray, coverage: np.ndarray, tone=_ASPHALT) -> None:
+        """Blend ``tone`` over ``image`` by the anti-aliased uint8 ``coverage`` (0..255)."""
+        on_road = coverage > 0
+        weight = coverage[on_road].astype(np.float32)[:, None] * np.float32(1 / 255)
+        image[on_road] += (np.asarray(tone, np.float32) - image[on_road]) * weight
+
+    def _paint_water(self, image: np.ndarray, mask: np.ndarray, window) -> None:
+        rng, shape = self.rng, mask.shape
         depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
         depth = np.clip(depth / rng.uniform(15, 60), 0, 1)
         muddy = rng.random() < 0.3  # silt-laden water, as in DeepGlobe's river tiles
         shallow = (136, 120, 94) if muddy else (92, 108, 88)
         deep = (104, 98, 80) if muddy else (44, 64, 60)
         colour = _lerp(shallow, deep, depth)
-        colour *= (1 + 0.025 * _fbm(self.shape, (160.0, 40.0), rng))[..., None]
+        colour *= (1 + 0.025 * _fbm(shape, (160.0, 40.0), rng))[..., None]
         # A pale wet band on the shore (labelled as the land it belongs to).
         shore = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
         beach = (shore > 0) & (shore < rng.uniform(2, 6))
