@@ -81,3 +81,24 @@ def test_cpu_bench_is_cpu_only_with_a_fixed_plan() -> None:
     assert bench.backend_order == ("cpu",)
     assert bench.precision == "fp32"
     assert bench.patch_size > 0 and bench.overlap >= 0 and bench.batch_size > 0
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_loads_through_rcl_params_file_parser(name: str) -> None:
+    """rcl parses --params-file itself (stricter than PyYAML: e.g. untyped empty lists); the
+    node then gets exactly these values."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.node import Node
+
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(CONFIG / f"{name}.yaml")],
+               context=context)
+    try:
+        node = Node("uhr_seg", namespace="uhr_seg", context=context,
+                    automatically_declare_parameters_from_overrides=True)
+        loaded = {n: node.get_parameter(n).value for n in PARAM_NAMES if node.has_parameter(n)}
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert parse_params(loaded) == _preset(name)
