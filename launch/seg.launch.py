@@ -4,7 +4,7 @@
     ros2 launch uhr_seg_ros seg.launch.py demo:=true             # plus a demo camera
     ros2 launch uhr_seg_ros seg.launch.py demo:=true demo_source:=/data/frames
     ros2 launch uhr_seg_ros seg.launch.py image_topic:=/uav/cam/image backend:=cuda,cpu \\
-        params_file:=$(ros2 pkg prefix uhr_seg_ros)/share/uhr_seg_ros/config/seg_orin_1p5gb.yaml
+        params_file:=$(ros2 pkg prefix uhr_seg_ros)/share/uhr_seg_ros/config/jetson_orin.yaml
 
 The node runs as ``<namespace>/uhr_seg`` with its ``image`` input remapped to ``image_topic``.
 Every process started here loads config/fastdds_large_images.xml through the variable this
