@@ -122,7 +122,8 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor[..., :3]
 
 
-def _resolve_model(settings: SegmenterSettings) -> nn.Module:
+def resolve_model(settings: SegmenterSettings) -> nn.Module:
+    """Load ``settings.model_path`` (or the bundled default), saying how to fix a missing one."""
     from uhr_seg_ros.model import load_checkpoint
     from uhr_seg_ros.paths import default_model_path
 
@@ -153,6 +154,7 @@ class Segmenter:
         self.executor = TiledExecutor(backend)
         self._plans: dict[tuple[int, int], TilePlan] = {}
         self._warmed: set[tuple[int, int]] = set()
+        self._active_size: tuple[int, int] | None = None  # frame size the executor holds
         self._allowed_patches = (tuple(TENSORRT_PATCH_SIZES if settings.patch_size is None
                                        else (settings.patch_size,))
                                  if backend.name == "tensorrt" else None)
@@ -165,7 +167,7 @@ class Segmenter:
         if settings.memory_cap_mb <= 0:
             raise ValueError(f"memory_cap_mb must be positive, got {settings.memory_cap_mb}")
         if model is None:
-            model = _resolve_model(settings)
+            model = resolve_model(settings)
         patch_sizes = (TENSORRT_PATCH_SIZES if settings.patch_size is None
                        else (settings.patch_size,))
         backend = create_backend(model, settings.backend_order, precision=settings.precision,
@@ -238,6 +240,7 @@ class Segmenter:
         """Plan, allocate and warm up for frames of this size now instead of on the first one."""
         plan = self.plan_for(height, width)
         self.executor.prepare(plan, self.settings.return_confidence)
+        self._active_size = (plan.height, plan.width)
         if (plan.batch, plan.patch) not in self._warmed:
             self.backend.warmup(plan.batch, plan.patch)
             self._warmed.add((plan.batch, plan.patch))
@@ -248,14 +251,13 @@ class Segmenter:
         Raises :class:`PlanError` (and keeps the old cap) when nothing fits the new one."""
         if mb <= 0:
             raise PlanError(f"memory cap must be positive, got {mb} MB")
-        current = self.executor.plan
         old_cap, old_plans = self.settings.memory_cap_mb, self._plans
         self.settings.memory_cap_mb, self._plans = float(mb), {}
-        if current is None:
+        if self._active_size is None:
             return None
         self.executor.release()
         try:
-            return self.prepare(current.height, current.width)
+            return self.prepare(*self._active_size)
         except PlanError:
             self.settings.memory_cap_mb, self._plans = old_cap, old_plans
             raise

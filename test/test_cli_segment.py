@@ -1,0 +1,55 @@
+"""``uhr-seg segment`` end to end on a tiny checkpoint (CPU)."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from uhr_seg_ros.cli import main
+from uhr_seg_ros.model import SGHRQConfig, build_model, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, build_model(SGHRQConfig.tiny(3)))
+    return path
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "frame.png"
+    rgba = np.random.default_rng(0).integers(0, 256, (70, 110, 4), dtype=np.uint8)
+    cv2.imwrite(str(path), rgba)
+    return path
+
+
+def test_writes_a_class_id_png_the_size_of_the_input(checkpoint, image_file, tmp_path):
+    out, color = tmp_path / "out" / "mask.png", tmp_path / "overlay.png"
+    rc = main(["segment", str(image_file), "--out", str(out), "--model", str(checkpoint),
+               "--device", "cpu", "--memory-cap-mb", "300", "--color", str(color)])
+    assert rc == 0
+    mask = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (70, 110) and mask.dtype == np.uint8 and mask.max() < 3
+    assert cv2.imread(str(color)).shape == (70, 110, 3)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--model", "missing.pt"], "does not exist"),
+    (["--out", "mask.jpg"], "must be a .png"),
+])
+def test_user_errors_exit_1_with_one_line(checkpoint, image_file, tmp_path, caplog, extra,
+                                          message):
+    args = ["segment", str(image_file), "--out", str(tmp_path / "m.png"), "--device", "cpu",
+            "--model", str(checkpoint)] + extra
+    assert main(args) == 1
+    assert message in caplog.text
+
+
+def test_unreadable_image(tmp_path, checkpoint, caplog):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["segment", str(bad), "--out", str(tmp_path / "m.png"),
+                 "--model", str(checkpoint), "--device", "cpu"]) == 1
+    assert "cannot decode" in caplog.text

@@ -1,0 +1,117 @@
+"""``uhr-seg segment``: one image file in, a class-id PNG (and a colour overlay) out.
+
+    uhr-seg segment frame.jpg --out mask.png
+    uhr-seg segment big.tif --out mask.png --device cuda --memory-cap-mb 1000 --color overlay.png
+
+The mask is a single-channel 8-bit PNG the size of the input whose pixel values are class ids
+(0..C-1, see the model's class names); ``--color`` writes the palette blended over the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+LOGGER = logging.getLogger("uhr-seg.segment")
+
+#: ``--device`` → backend order of the fallback chain.
+DEVICE_ORDERS: dict[str, tuple[str, ...]] = {
+    "auto": ("tensorrt", "cuda", "cpu"),
+    "cuda": ("cuda",),
+    "tensorrt": ("tensorrt",),
+    "cpu": ("cpu",),
+}
+
+
+def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that map onto :class:`~uhr_seg_ros.pipeline.SegmenterSettings`."""
+    parser.add_argument("--model", default=None,
+                        help="checkpoint (.pt); default: the bundled model")
+    parser.add_argument("--device", choices=sorted(DEVICE_ORDERS), default="auto",
+                        help="auto = tensorrt, then cuda, then cpu (default auto)")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                        help="GPU precision (the CPU always runs fp32; default fp16)")
+    parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
+                        help="device memory inference may use (default 1500)")
+    parser.add_argument("--patch-size", type=int, default=None,
+                        help="pin the window side (multiple of 32); default: planner decides")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="pin the window overlap in pixels; default: 25%% of the patch")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="pin the windows per forward pass; default: planner decides")
+    parser.add_argument("--memory-model", default=None,
+                        help="memory model JSON from `uhr-seg calibrate` (default: a stored "
+                             "one for this model/device, else measured at start-up)")
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The one mapping from command-line flags to :class:`SegmenterSettings`."""
+    from uhr_seg_ros.pipeline import SegmenterSettings
+
+    return SegmenterSettings(
+        model_path=args.model, backend_order=DEVICE_ORDERS[args.device],
+        precision=args.precision, memory_cap_mb=args.memory_cap_mb, patch_size=args.patch_size,
+        overlap=args.overlap, batch_size=args.batch_size, memory_model_path=args.memory_model)
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "segment", help="segment one image file into a class-id PNG",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", type=Path, help="input image (any format OpenCV reads)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="class-id mask, single-channel PNG")
+    parser.add_argument("--color", type=Path, default=None,
+                        help="also write the palette blended over the image (PNG/JPEG)")
+    add_segmenter_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def read_rgb(path: Path):
+    """``H×W×3`` uint8 RGB (gray and alpha are converted), or a clear error."""
+    import cv2
+    import numpy as np
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"OpenCV cannot decode {path}; use PNG, JPEG or TIFF")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{path} has {image.dtype} pixels; the model expects 8-bit RGB, "
+                         "convert it first (e.g. scale 16-bit data to 0..255)")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from uhr_seg_ros.data.palettes import colorize
+    from uhr_seg_ros.pipeline import Segmenter
+
+    if args.out.suffix.lower() != ".png":
+        raise ValueError(f"--out {args.out} must be a .png file (a lossless class-id mask)")
+    image = read_rgb(args.image)
+    segmenter = Segmenter.from_settings(settings_from_args(args))
+    try:
+        result = segmenter.segment(image)
+    finally:
+        segmenter.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(args.out), result.mask):
+        raise ValueError(f"cannot write {args.out}")
+    if args.color is not None:
+        overlay = colorize(result.mask, segmenter.palette, image)
+        args.color.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.color), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
+            raise ValueError(f"cannot write {args.color}")
+    timings = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
+    LOGGER.info("%s", result.plan.describe())
+    LOGGER.info("wrote %s (%dx%d); ms: %s; peak %.0f MB", args.out, image.shape[1],
+                image.shape[0], timings, result.peak_memory_mb)
+    return 0
