@@ -25,8 +25,9 @@ share="${UHR_SEG_WS}/install/share/uhr_seg_ros"
 # Every process in the container (the launch, `ros2 bag record`, `ros2 topic echo`) uses the
 # shared-memory profile for large images, as seg.launch.py does: a profile the user chose under
 # either name wins. Fast DDS 3.x (Jazzy) reads the first name, 2.x (Humble) the second.
-large_images_profile="${share}/config/fastdds_large_images.xml"
-profile="${FASTDDS_DEFAULT_PROFILES_FILE:-${FASTRTPS_DEFAULT_PROFILES_FILE:-${large_images_profile}}}"
+profile="${share}/config/fastdds_large_images.xml"
+profile="${FASTRTPS_DEFAULT_PROFILES_FILE:-${profile}}"
+profile="${FASTDDS_DEFAULT_PROFILES_FILE:-${profile}}"
 export FASTDDS_DEFAULT_PROFILES_FILE="${profile}" FASTRTPS_DEFAULT_PROFILES_FILE="${profile}"
 
 if [[ $# -gt 0 && $1 != *:=* ]]; then

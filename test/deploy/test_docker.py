@@ -35,8 +35,8 @@ def _tracked_by_git(path: str) -> bool | None:
     """Whether git tracks ``path`` (a file, or any file under a folder); None without git."""
     if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
         return None
-    result = subprocess.run(["git", "ls-files", "--", path], cwd=REPO_ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run(["git", "ls-files", "--", path], cwd=REPO_ROOT, check=False,
+                            capture_output=True, text=True)
     return result.returncode == 0 and bool(result.stdout.strip())
 
 
@@ -123,14 +123,15 @@ def test_entrypoint_is_executable() -> None:
 
 
 def test_entrypoint_parses_with_bash() -> None:
-    result = subprocess.run(["bash", "-n", str(ENTRYPOINT)], capture_output=True, text=True)
+    result = subprocess.run(["bash", "-n", str(ENTRYPOINT)], check=False, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_entrypoint_passes_shellcheck() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run(["shellcheck", "--shell=bash", str(ENTRYPOINT)],
+    result = subprocess.run(["shellcheck", "--shell=bash", str(ENTRYPOINT)], check=False,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -176,7 +177,8 @@ def test_compose_gives_gpu_and_host_dds() -> None:
 
 def _compose_cli() -> list[str] | None:
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if docker and subprocess.run([docker, "compose", "version"], check=False,
+                                 capture_output=True).returncode == 0:
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
@@ -188,5 +190,5 @@ def test_compose_validates_with_docker_compose(profile: str) -> None:
     if cli is None:
         pytest.skip("neither 'docker compose' nor 'docker-compose' is installed")
     result = subprocess.run([*cli, "-f", str(COMPOSE), "--profile", profile, "config", "-q"],
-                            capture_output=True, text=True, cwd=REPO_ROOT)
+                            check=False, capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
