@@ -155,8 +155,6 @@ class _Cells:
     across: np.ndarray     # float32 position along the second axis, 0..size_v
     size_u: np.ndarray     # float32 parcel size per pixel
     size_v: np.ndarray
-    centre_x: np.ndarray   # parcel centre in image pixels (for coarse-field decisions)
-    centre_y: np.ndarray
 
     def crop(self, window: tuple[slice, slice]) -> "_Cells":
         return _Cells(*(getattr(self, f.name)[window] for f in fields(self)))
@@ -217,15 +215,14 @@ class _Scene:
 
         self._natural_cover(macro)
         self.regions = self._regions(max(600.0, big / 4))
-        self.fields = self._cells(self.regions, (220, 520), (70, 260), salt=1)
-        self.blocks = self._cells(self.regions, (110, 230), (70, 140), salt=2)
-        lake_at_field = self._at(self.lake_field, self.fields.centre_x, self.fields.centre_y)
-        self.farmland = ((self._at(self.farm_field, self.fields.centre_x, self.fields.centre_y)
-                          > self.farm_level) & (lake_at_field > self.lake_level))
-        self.town = ((self._at(self.town_field, self.blocks.centre_x, self.blocks.centre_y)
-                      > self.town_level)
-                     & (self._at(self.lake_field, self.blocks.centre_x, self.blocks.centre_y)
-                        > self.lake_level))
+        # Whole fields / blocks become farmland / town, decided at their centres.
+        self.fields, centre_x, centre_y = self._cells(self.regions, (220, 520), (70, 260), salt=1)
+        self.farmland = ((self._at(self.farm_field, centre_x, centre_y) > self.farm_level)
+                         & (self._at(self.lake_field, centre_x, centre_y) > self.lake_level))
+        self.blocks, centre_x, centre_y = self._cells(self.regions, (110, 230), (70, 140), salt=2)
+        self.town = ((self._at(self.town_field, centre_x, centre_y) > self.town_level)
+                     & (self._at(self.lake_field, centre_x, centre_y) > self.lake_level))
+        del centre_x, centre_y
         self.water = self._water()
         self.roads, self.tracks = self._roads()
 
@@ -263,8 +260,10 @@ class _Scene:
                         rng.random(count + 1).astype(np.float32))
 
     def _cells(self, regions: _Regions, size_u: tuple[float, float],
-               size_v: tuple[float, float], salt: int) -> _Cells:
-        """Rotated rectangular parcels whose sizes vary per region."""
+               size_v: tuple[float, float], salt: int
+               ) -> tuple[_Cells, np.ndarray, np.ndarray]:
+        """Rotated rectangular parcels whose sizes vary per region, and each pixel's parcel
+        centre (x, y) in image pixels, for parcel-level decisions."""
         region = regions.index
         cos, sin = regions.cos[region], regions.sin[region]
         count = len(regions.cos)
@@ -280,8 +279,8 @@ class _Scene:
                     salt=self.salt + salt)
         centre_u = (index_u + 0.5) * cell_u - 1e4
         centre_v = (index_v + 0.5) * cell_v - 1e4
-        return _Cells(key, u - index_u * cell_u, v - index_v * cell_v, cell_u, cell_v,
-                      centre_u * cos - centre_v * sin, centre_u * sin + centre_v * cos)
+        cells = _Cells(key, u - index_u * cell_u, v - index_v * cell_v, cell_u, cell_v)
+        return cells, centre_u * cos - centre_v * sin, centre_u * sin + centre_v * cos
 
     def _water(self) -> np.ndarray:
         rng = self.rng
