@@ -104,3 +104,19 @@ def test_declare_params_reads_overrides_on_a_real_node(ros_context):
         assert "fixed at start-up" in descriptor.description
     finally:
         node.destroy_node()
+
+
+def test_shipped_seg_yaml_loads_and_equals_the_defaults(rclpy_module):
+    """config/seg.yaml documents the defaults: it must load and agree with NodeParams()."""
+    from uhr_seg_ros.paths import REPO_ROOT
+    from uhr_seg_ros.ros.params import declare_params
+
+    context = rclpy_module.Context()
+    rclpy_module.init(context=context, args=[
+        "node", "--ros-args", "--params-file", str(REPO_ROOT / "config" / "seg.yaml")])
+    node = rclpy_module.create_node("uhr_seg", context=context)
+    try:
+        assert declare_params(node) == NodeParams()
+    finally:
+        node.destroy_node()
+        context.try_shutdown()

@@ -47,8 +47,6 @@ NODE_NAME = "uhr_seg"
 OOM_CAP_FACTOR = 0.75
 #: Seconds between two log lines about rejected frames (every frame is still counted).
 REJECT_LOG_PERIOD_S = 5.0
-#: Seconds the shutdown waits for the frame in progress before leaving the worker behind.
-WORKER_JOIN_TIMEOUT_S = 10.0
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "reliable": ReliabilityPolicy.RELIABLE}
@@ -191,24 +189,37 @@ class SegNode(Node):
         if replaced:
             self.stats.frame_dropped()
 
+    def _next_frame(self) -> tuple[Any, float] | None:
+        """Block until a frame waits in the slot; None once the node is stopping."""
+        with self._slot:
+            while self._pending is None and not self._stopping:
+                self._slot.wait()
+            if self._stopping:
+                return None
+            item, self._pending = self._pending, None
+            return item
+
     def _work(self) -> None:
-        while True:
-            with self._slot:
-                while self._pending is None and not self._stopping:
-                    self._slot.wait()
-                if self._stopping:
-                    return
-                (msg, received_at), self._pending = self._pending, None
+        while (item := self._next_frame()) is not None:
             try:
-                self._process(msg, received_at)
-            except FrameRejected as exc:
-                self._reject(exc.reason, str(exc))
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
+                self._handle(*item)
+            except Exception:
                 if self._stopping or not self.context.ok():
-                    return
-                self._reject("inference_failed", f"{type(exc).__name__}: {exc}")
-            if self.params.stats_rate_hz == 0.0:
-                self._publish_stats()
+                    return  # shut down mid-frame: the publishers are gone, nothing to report
+                raise
+
+    def _handle(self, msg: Image | CompressedImage, received_at: float) -> None:
+        """Process one frame; any failure rejects this frame only."""
+        try:
+            self._process(msg, received_at)
+        except FrameRejected as exc:
+            self._reject(exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
+            if self._stopping or not self.context.ok():
+                raise
+            self._reject("inference_failed", f"{type(exc).__name__}: {exc}")
+        if self.params.stats_rate_hz == 0.0:
+            self._publish_stats()
 
     def _decode(self, msg: Image | CompressedImage) -> np.ndarray:
         max_pixels = self.params.max_frame_pixels
@@ -350,7 +361,11 @@ class SegNode(Node):
     # -- shutdown ---------------------------------------------------------------------------
 
     def destroy_node(self) -> None:
-        """Stop the worker (the frame in progress finishes), free the Segmenter, then the node."""
+        """Stop the worker, free the Segmenter, then the node.
+
+        The frame in progress is finished first: the core cannot abort a frame midway, and
+        leaving a thread inside torch at interpreter exit aborts the process.
+        """
         with self._slot:
             self._stopping = True
             if self._pending is not None:
@@ -358,12 +373,8 @@ class SegNode(Node):
                 self.stats.frame_dropped()
             self._slot.notify()
         if self._worker is not None:
-            self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
-        if self._worker is not None and self._worker.is_alive():
-            self.get_logger().warning(
-                f"the frame in progress did not finish within {WORKER_JOIN_TIMEOUT_S:.0f} s; "
-                "leaving it behind")
-        elif self._segmenter is not None and self._owns_segmenter:
+            self._worker.join()
+        if self._segmenter is not None and self._owns_segmenter:
             self._segmenter.close()
         self._core_log.removeHandler(self._log_bridge)
         super().destroy_node()
