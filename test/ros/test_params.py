@@ -108,15 +108,28 @@ def test_declare_params_reads_overrides_on_a_real_node(ros_context):
 
 def test_shipped_seg_yaml_loads_and_equals_the_defaults(rclpy_module):
     """config/seg.yaml documents the defaults: it must load and agree with NodeParams()."""
-    from uhr_seg_ros.paths import REPO_ROOT
+    from uhr_seg_ros.paths import config_dir
     from uhr_seg_ros.ros.params import declare_params
 
     context = rclpy_module.Context()
     rclpy_module.init(context=context, args=[
-        "node", "--ros-args", "--params-file", str(REPO_ROOT / "config" / "seg.yaml")])
+        "node", "--ros-args", "--params-file", str(config_dir() / "seg.yaml")])
     node = rclpy_module.create_node("uhr_seg", context=context)
     try:
         assert declare_params(node) == NodeParams()
     finally:
         node.destroy_node()
         context.try_shutdown()
+
+
+def test_every_parameter_is_documented_in_the_reference_and_the_yaml():
+    from uhr_seg_ros.paths import REPO_ROOT
+
+    reference = REPO_ROOT / "docs" / "node.md"
+    if not reference.is_file():
+        pytest.skip("docs/ is not installed with the package")
+    documented = reference.read_text()
+    shipped = (REPO_ROOT / "config" / "seg.yaml").read_text()
+    for name in PARAM_NAMES:
+        assert f"| `{name}` |" in documented, f"{name} missing from docs/node.md"
+        assert f"{name}:" in shipped, f"{name} missing from config/seg.yaml"
