@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 from uhr_seg_ros.data.datasets import (
-    BadSampleError, DeepGlobeDataset, FolderDataset, InriaDataset, SyntheticDataset,
-    build_dataset, hash_split,
+    BadSampleError,
+    DeepGlobeDataset,
+    FolderDataset,
+    InriaDataset,
+    SyntheticDataset,
+    build_dataset,
+    hash_split,
 )
 from uhr_seg_ros.data.palettes import DEEPGLOBE_PALETTE, IGNORE_INDEX
 
@@ -189,6 +194,7 @@ def test_synthetic_dataset_is_deterministic() -> None:
         first[2]
 
 
+@pytest.mark.data
 def test_shared_deepglobe_tiles_parse(deepglobe_dir: Path) -> None:
     dataset = DeepGlobeDataset(deepglobe_dir)
     assert len(dataset) >= 1
@@ -196,4 +202,4 @@ def test_shared_deepglobe_tiles_parse(deepglobe_dir: Path) -> None:
     assert sample.image.shape == (2448, 2448, 3) and sample.label.shape == (2448, 2448)
     assert set(np.unique(sample.label)) <= {0, 1, 2, 3, 4, 5, IGNORE_INDEX}
     splits = [DeepGlobeDataset(deepglobe_dir, s).names for s in ("train", "val", "test")]
-    assert sorted(sum(splits, [])) == sorted(dataset.names)
+    assert sorted(name for names in splits for name in names) == sorted(dataset.names)

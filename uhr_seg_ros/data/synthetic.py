@@ -156,7 +156,7 @@ class _Cells:
     size_u: np.ndarray     # float32 parcel size per pixel
     size_v: np.ndarray
 
-    def crop(self, window: tuple[slice, slice]) -> "_Cells":
+    def crop(self, window: tuple[slice, slice]) -> _Cells:
         return _Cells(*(getattr(self, f.name)[window] for f in fields(self)))
 
 
@@ -489,7 +489,7 @@ def _cast_shadows(colour: np.ndarray, building: np.ndarray, height: np.ndarray) 
     """Darken ground down-sun of buildings: shadow length follows each building's height."""
     shadow = np.zeros_like(building)
     for step in range(1, int(height.max()) + 1):
-        dx, dy = (int(round(c * step)) for c in _SUN_OFFSET)
+        dx, dy = (round(float(c) * step) for c in _SUN_OFFSET)
         caster = building & (height >= step)
         shadow[dy:, dx:] |= caster[: caster.shape[0] - dy, : caster.shape[1] - dx]
     colour[shadow & ~building] *= _SHADOW

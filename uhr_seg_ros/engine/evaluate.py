@@ -237,11 +237,11 @@ def _markdown(results: dict[str, Any], class_names: tuple[str, ...]) -> str:
         f"# Evaluation: {results.get('data', '')} ({results.get('split', '')})", "",
         f"- model: `{results.get('model', '')}`",
         f"- backend: {results.get('backend', '')}",
-        f"- memory cap: {results.get('memory_cap_mb', 'n/a')} MB; peak "
-        f"{_float(results['peak_memory_mb'], '.0f')} MB",
-        f"- images: {results['images']} ({len(results['skipped'])} skipped); "
-        f"{_float(results['fps'], '.3f')} FPS, {_float(results['seconds_per_image'], '.2f')} s "
-        "per image",
+        (f"- memory cap: {results.get('memory_cap_mb', 'n/a')} MB; peak "
+         f"{_float(results['peak_memory_mb'], '.0f')} MB"),
+        (f"- images: {results['images']} ({len(results['skipped'])} skipped); "
+         f"{_float(results['fps'], '.3f')} FPS, {_float(results['seconds_per_image'], '.2f')} s "
+         "per image"),
         "", "| class | IoU (%) | truth share (%) |", "|---|---:|---:|",
     ]
     for name in class_names:
@@ -249,16 +249,16 @@ def _markdown(results: dict[str, Any], class_names: tuple[str, ...]) -> str:
                      f"{_percent(results['truth_share'][name])} |")
     lines += [
         f"| **mIoU** | **{_percent(results['miou'])}** | |",
-        f"| majority baseline ({results['baseline_class']}) | "
-        f"{_percent(results['baseline_miou'])} | |", "",
-        f"Pixel accuracy {_percent(results['pixel_accuracy'])} % (baseline "
-        f"{_percent(results['baseline_pixel_accuracy'])} %).",
+        (f"| majority baseline ({results['baseline_class']}) | "
+         f"{_percent(results['baseline_miou'])} | |"), "",
+        (f"Pixel accuracy {_percent(results['pixel_accuracy'])} % (baseline "
+         f"{_percent(results['baseline_pixel_accuracy'])} %)."),
     ]
     if "building_iou" in results:
         lines.append(f"Building IoU {_percent(results['building_iou'])} % (the figure Inria "
                      "papers call mIoU).")
-    lines += ["", "IoU is accumulated over all images; classes absent from truth and prediction "
-              "are n/a and not averaged; ignored (255) pixels are not counted.", ""]
+    lines += ["", ("IoU is accumulated over all images; classes absent from truth and prediction "
+                   "are n/a and not averaged; ignored (255) pixels are not counted."), ""]
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ Conventions (the DeepGlobe / Inria benchmarks'):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ class ConfusionMatrix:
         counts = self.matrix.sum(1).astype(np.float64)
         return counts / counts.sum() if counts.sum() else counts
 
-    def majority_baseline(self) -> "ConfusionMatrix":
+    def majority_baseline(self) -> ConfusionMatrix:
         """The matrix a constant prediction of the most frequent truth class would have scored.
 
         The trivial baseline a model must beat: no constant prediction scores a higher pixel
