@@ -272,6 +272,11 @@ def test_cuda_out_of_memory_lowers_the_cap_and_retries_once(rig, tiny_segmenter,
         r.send(image_msg(frame()))
         assert r.node.stats.counts().published == 1
         assert tiny_segmenter.settings.memory_cap_mb == pytest.approx(cap * OOM_CAP_FACTOR)
+        assert r.spin_until(lambda: r.probe.last_stats().get("memory_cap_mb")
+                            == f"{cap * OOM_CAP_FACTOR:.1f}")
+        # setting the configured value again restores it once the GPU is free again
+        result, = r.node.set_parameters([Parameter("memory_cap_mb", value=cap)])
+        assert result.successful and tiny_segmenter.settings.memory_cap_mb == cap
     finally:
         tiny_segmenter.set_memory_cap(cap)
 

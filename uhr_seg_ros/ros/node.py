@@ -203,13 +203,14 @@ class SegNode(Node):
         while (item := self._next_frame()) is not None:
             try:
                 self._handle(*item)
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - a dead worker would stop the node silently
                 if self._stopping or not self.context.ok():
                     return  # shut down mid-frame: the publishers are gone, nothing to report
-                raise
+                self.get_logger().error(f"publishing stats failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=REJECT_LOG_PERIOD_S)
 
     def _handle(self, msg: Image | CompressedImage, received_at: float) -> None:
-        """Process one frame; any failure rejects this frame only."""
+        """Process one frame (any failure rejects this frame only), then report per frame."""
         try:
             self._process(msg, received_at)
         except FrameRejected as exc:
@@ -301,7 +302,6 @@ class SegNode(Node):
         return self.params.class_names or tuple(self._segmenter.class_names)
 
     def _status(self) -> DiagnosticStatus:
-        counts = self.stats.counts()
         if self._segmenter is None:
             level, message = DiagnosticStatus.ERROR, self._model_error
             extra = [("model_error", self._model_error)]
@@ -314,7 +314,7 @@ class SegNode(Node):
                 ("tile_plan", self._last_plan),
                 ("classes", ", ".join(f"{i}:{n}" for i, n in enumerate(self._class_names()))),
             ]
-        if self._last_rejection and counts.rejected:
+        if self._last_rejection:
             extra.append(("last_rejection", self._last_rejection))
         values = self.stats.diagnostic_values(extra)
         return DiagnosticStatus(
@@ -344,11 +344,13 @@ class SegNode(Node):
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Apply safe changes (cap, colours, limits, stats rate); refuse the rest with a reason."""
+        changes = {p.name: p.value for p in parameters}
         try:
-            params = apply_runtime_changes(self.params, {p.name: p.value for p in parameters})
+            params = apply_runtime_changes(self.params, changes)
             if self._segmenter is not None:
                 check_against_model(params, self._segmenter.backend.num_classes)
-                if params.memory_cap_mb != self.params.memory_cap_mb:
+                # Also when equal to the old value: it restores a cap lowered after an OOM.
+                if "memory_cap_mb" in changes:
                     with self._segmenter_lock:  # waits for the frame in progress
                         self._segmenter.set_memory_cap(params.memory_cap_mb)
         except ValueError as exc:  # ParamError, or PlanError: nothing fits the new cap
