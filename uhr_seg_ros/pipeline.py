@@ -207,7 +207,7 @@ class Segmenter:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def _held_bytes(self) -> int:
+    def held_bytes(self) -> int:
         """Device bytes held before a frame: everything torch has allocated (weights, graphs)
         plus what the backend holds outside torch (TensorRT engines). On CPU: the weights."""
         external = int(self.backend.memory_report().get("external_bytes", 0))
@@ -228,7 +228,7 @@ class Segmenter:
             self._plans[key] = plan_tiles(
                 *key, cap_bytes=int(s.memory_cap_mb * 2**20), memory_model=self.memory_model,
                 num_classes=self.backend.num_classes, device=self.backend.device,
-                input_dtype=self.backend.input_dtype, held_bytes=self._held_bytes(),
+                input_dtype=self.backend.input_dtype, held_bytes=self.held_bytes(),
                 max_batch=self.backend.max_batch, size_divisor=self.backend.size_divisor,
                 with_confidence=s.return_confidence, safety_margin=s.safety_margin,
                 patch_size=s.patch_size, overlap=s.overlap, batch_size=s.batch_size,
@@ -278,7 +278,7 @@ class Segmenter:
             peak = (torch.cuda.max_memory_allocated(self.backend.device)
                     + int(self.backend.memory_report().get("external_bytes", 0)))
         else:
-            peak = (self._held_bytes() + self.memory_model.predict(plan.batch, plan.patch)
+            peak = (self.held_bytes() + self.memory_model.predict(plan.batch, plan.patch)
                     + self.executor.buffer_bytes)
         timings["total"] = (time.perf_counter() - start) * 1e3
         return SegmentationResult(mask, confidence, timings, plan, peak / 2**20, self.class_names)

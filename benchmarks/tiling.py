@@ -1,0 +1,187 @@
+"""Tiled executor vs the common naive slide loop: throughput and peak memory, same model, same run.
+
+The naive loop is how most segmentation toolboxes slide a window: one window per forward,
+crops cut on the host and uploaded one by one, every window's logits padded to the full frame
+and added into a full-frame float buffer (plus a count buffer), then divide and argmax.
+The executor runs the *same windows* (same patch and overlap, so the masks agree) through the
+planner's batch size with the frame uploaded once and logits merged one band of rows at a time.
+A third row lets the planner also choose the windows under the cap (``planned``).
+
+    python benchmarks/tiling.py --quick          # CPU, 2448² frame, tiny model (< 5 min on 2 cores)
+    python benchmarks/tiling.py --device cuda --preset lite --sizes 2448 5000 10000
+
+Peak memory: CUDA measures ``max_memory_allocated`` per method; on the CPU the figure is
+accounted, not measured (weights + the measured forward peak of the memory model + the
+method's own buffers), because the CPU has no cap to measure against. The last line printed
+is one JSON object (``speedup``, ``batched_fps``, ``naive_fps`` are those of the first size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from uhr_seg_ros.model import SGHRQConfig, build_model, load_checkpoint
+from uhr_seg_ros.paths import shared_data_dir
+from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+
+MB = 2**20
+
+
+def naive_slide(model: torch.nn.Module, image: np.ndarray, patch: int, overlap: int,
+                device: torch.device) -> np.ndarray:
+    """The baseline: the sliding-window loop most toolboxes ship (see module docstring)."""
+    height, width = image.shape[:2]
+    stride = patch - overlap
+    rows = max(math.ceil((height - patch) / stride), 0) + 1
+    cols = max(math.ceil((width - patch) / stride), 0) + 1
+    num_classes = model.config.num_classes
+    logits_sum = torch.zeros(1, num_classes, height, width, device=device)
+    count = torch.zeros(1, 1, height, width, device=device)
+    with torch.inference_mode():
+        for i in range(rows):
+            for j in range(cols):
+                y1, x1 = min(i * stride, height - patch), min(j * stride, width - patch)
+                y2, x2 = y1 + patch, x1 + patch
+                crop = torch.from_numpy(image[y1:y2, x1:x2]).permute(2, 0, 1)[None]
+                logits = model(crop.float().to(device))
+                logits_sum += F.pad(logits.float(), (x1, width - x2, y1, height - y2))
+                count[:, :, y1:y2, x1:x2] += 1
+        return (logits_sum / count).argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def load_frame(side: int) -> tuple[np.ndarray, str]:
+    """A real DeepGlobe tile (tiled/cropped to ``side``) when ../shared/data has one, else
+    smooth synthetic colour regions. Content does not change the work, only the logits."""
+    import cv2
+
+    root = shared_data_dir()
+    tiles = sorted((root / "deepglobe").glob("*_sat.jpg")) if root else []
+    if tiles:
+        rgb = cv2.cvtColor(cv2.imread(str(tiles[0])), cv2.COLOR_BGR2RGB)
+        reps = math.ceil(side / min(rgb.shape[:2]))
+        return np.ascontiguousarray(np.tile(rgb, (reps, reps, 1))[:side, :side]), tiles[0].name
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.random((1, 3, 8, 8), dtype=np.float32))
+    smooth = F.interpolate(coarse, size=(side, side), mode="bilinear")
+    return (smooth[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), "synthetic"
+
+
+def timed(fn, frames: int, device: torch.device) -> tuple[float, float, object]:
+    """Seconds per frame (mean of ``frames`` runs), measured CUDA peak bytes (0 on CPU),
+    and the last output."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(frames):
+        out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - start) / frames
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return seconds, peak, out
+
+
+def bench_size(model, side: int, args, device: torch.device) -> dict:
+    image, source = load_frame(side)
+    pinned = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
+                               memory_cap_mb=args.cap_mb, patch_size=args.patch,
+                               overlap=args.overlap, max_batch=args.max_batch)
+    segmenter = Segmenter.from_settings(pinned, model=copy.deepcopy(model))
+    plan = segmenter.prepare(side, side)
+    segmenter.segment(image)  # first frame: allocator and autotuning settle
+    batched_s, batched_peak, result = timed(lambda: segmenter.segment(image), args.frames, device)
+    batched_peak = batched_peak or result.peak_memory_mb * MB
+    memory_model, held = segmenter.memory_model, segmenter.held_bytes()
+    segmenter.close()
+
+    naive_model = copy.deepcopy(model).eval().to(device)
+    with torch.inference_mode():  # the same warm-up the executor got
+        naive_model(torch.zeros(1, 3, args.patch, args.patch, device=device))
+    naive_s, naive_peak, naive_mask = timed(
+        lambda: naive_slide(naive_model, image, args.patch, args.overlap, device),
+        args.frames, device)
+    if not naive_peak:  # CPU: weights + one forward + full-frame sum, padded logits, count
+        frame_floats = side * side * 4
+        naive_peak = (held + memory_model.predict(1, args.patch)
+                      + (2 * model.config.num_classes + 1) * frame_floats)
+    del naive_model
+
+    free = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
+                             memory_cap_mb=args.cap_mb, max_batch=args.max_batch)
+    planner = Segmenter.from_settings(free, model=copy.deepcopy(model))
+    planned_plan = planner.prepare(side, side)
+    planner.segment(image)
+    planned_s, _, _ = timed(lambda: planner.segment(image), args.frames, device)
+    planner.close()
+
+    return {
+        "size": side, "source": source, "windows": plan.grid.num_tiles,
+        "patch": plan.patch, "overlap": plan.overlap, "batch": plan.batch,
+        "batched_fps": 1 / batched_s, "naive_fps": 1 / naive_s, "speedup": naive_s / batched_s,
+        "batched_peak_mb": batched_peak / MB, "naive_peak_mb": naive_peak / MB,
+        "mask_agreement": float((result.mask == naive_mask).mean()),
+        "planned": planned_plan.describe(), "planned_fps": 1 / planned_s,
+        "planned_speedup": naive_s / planned_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="one 2448² frame, tiny model, one timed frame per method")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    parser.add_argument("--preset", choices=("tiny", "lite", "paper"), default="lite",
+                        help="random-init model size when --model is not given (default lite)")
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint instead of a preset")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2448, 5000])
+    parser.add_argument("--patch", type=int, default=1504,
+                        help="window of both methods (default 1504: the paper's DeepGlobe "
+                             "protocol)")
+    parser.add_argument("--overlap", type=int, default=376, help="default 376 (stride 1128)")
+    parser.add_argument("--cap-mb", type=float, default=1500.0)
+    parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=2, help="timed frames per method and size")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.preset, args.frames = [2448], "tiny", 1
+    logging.basicConfig(level=logging.WARNING)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = (load_checkpoint(args.model) if args.model
+             else build_model(getattr(SGHRQConfig, args.preset)(6))).eval()
+
+    rows = [bench_size(model, side, args, device) for side in args.sizes]
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"model {args.model or args.preset}, cap {args.cap_mb:.0f} MB")
+    print("| frame | windows (patch/overlap) | batch | naive FPS | batched FPS | speedup | "
+          "naive peak MB | batched peak MB | masks agree | planner's own plan: FPS (speedup) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']}² ({r['source']}) | {r['windows']} ({r['patch']}/{r['overlap']}) | "
+              f"{r['batch']} | {r['naive_fps']:.3f} | {r['batched_fps']:.3f} | "
+              f"{r['speedup']:.2f}× | {r['naive_peak_mb']:.0f} | {r['batched_peak_mb']:.0f} | "
+              f"{r['mask_agreement']:.4%} | {r['planned_fps']:.3f} ({r['planned_speedup']:.2f}×):"
+              f" {r['planned']} |")
+    first = rows[0]
+    print(json.dumps({"speedup": round(first["speedup"], 3),
+                      "batched_fps": round(first["batched_fps"], 4),
+                      "naive_fps": round(first["naive_fps"], 4),
+                      "planned_speedup": round(first["planned_speedup"], 3),
+                      "device": args.device, "sizes": rows}, default=str))
+
+
+if __name__ == "__main__":
+    main()
