@@ -145,3 +145,35 @@ def test_eval_cli_reports_a_missing_model(tmp_path: Path) -> None:
     code = main(["eval", "--data", "synthetic:1@64", "--model", str(tmp_path / "none.pt"),
                  "--out", str(tmp_path / "eval")])
     assert code == 1
+
+
+def _default_model_segmenter():
+    from uhr_seg_ros.paths import default_model_path
+    from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+
+    if not default_model_path().is_file():
+        pytest.skip(f"the default model {default_model_path().name} is not in models/ yet")
+    return Segmenter.from_settings(SegmenterSettings(backend_order=("cpu",)))
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_default_model_beats_majority_baseline_on_held_out_tiles(deepglobe_dir: Path) -> None:
+    """The shipped model on a real DeepGlobe tile it never trained on (hash-split test tile)."""
+    from uhr_seg_ros.data.datasets import DeepGlobeDataset
+
+    segmenter = _default_model_segmenter()
+    summary = evaluate(segmenter, DeepGlobeDataset(deepglobe_dir, "test"), progress=False).summary()
+    assert summary["miou"] > summary["baseline_miou"] + 0.05
+    assert summary["pixel_accuracy"] > summary["baseline_pixel_accuracy"]
+
+
+@pytest.mark.slow
+def test_default_model_beats_majority_baseline_on_synthetic_scenes() -> None:
+    from uhr_seg_ros.data.datasets import build_dataset
+
+    segmenter = _default_model_segmenter()
+    summary = evaluate(segmenter, build_dataset("synthetic:1@1024", "test"),
+                       progress=False).summary()
+    assert summary["miou"] > summary["baseline_miou"] + 0.05
+    assert summary["pixel_accuracy"] > summary["baseline_pixel_accuracy"]
