@@ -203,3 +203,14 @@ def test_shared_deepglobe_tiles_parse(deepglobe_dir: Path) -> None:
     assert set(np.unique(sample.label)) <= {0, 1, 2, 3, 4, 5, IGNORE_INDEX}
     splits = [DeepGlobeDataset(deepglobe_dir, s).names for s in ("train", "val", "test")]
     assert sorted(name for names in splits for name in names) == sorted(dataset.names)
+
+
+def test_validate_command_lists_bad_files(deepglobe_root: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from uhr_seg_ros.data.datasets import main
+
+    assert main([f"deepglobe:{deepglobe_root}"]) == 0
+    (deepglobe_root / "3_mask.png").unlink()
+    assert main([f"deepglobe:{deepglobe_root}"]) == 1
+    output = capsys.readouterr().out
+    assert "3_sat.jpg: mask missing" in output and "3 of 4 samples ok" in output
