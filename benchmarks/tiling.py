@@ -5,7 +5,9 @@ crops cut on the host and uploaded one by one, every window's logits padded to t
 and added into a full-frame float buffer (plus a count buffer), then divide and argmax.
 The executor runs the *same windows* (same patch and overlap, so the masks agree) through the
 planner's batch size with the frame uploaded once and logits merged one band of rows at a time.
-A third row lets the planner also choose the windows under the cap (``planned``).
+A third row lets the planner also choose the windows under the cap (``planned``). On CUDA a
+cap sweep (``--caps``, default 1000 1500 3000 MB) records the measured peak of planner-chosen
+plans against each cap.
 
     python benchmarks/tiling.py --quick          # CPU, 2448² frame, tiny model (< 5 min on 2 cores)
     python benchmarks/tiling.py --device cuda --preset lite --sizes 2448 5000 10000
@@ -136,6 +138,25 @@ def bench_size(model, side: int, args, device: torch.device) -> dict:
     }
 
 
+def cap_sweep(model, args, device: torch.device) -> list[dict]:
+    """Planner-chosen plans under each of ``args.caps``: measured peak vs the cap (CUDA only:
+    ``max_memory_allocated`` + engine bytes, the figure the planner promises to bound)."""
+    rows = []
+    for cap in args.caps:
+        settings = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
+                                     memory_cap_mb=cap, max_batch=args.max_batch)
+        segmenter = Segmenter.from_settings(settings, model=copy.deepcopy(model))
+        for side in args.sizes:
+            image, _ = load_frame(side)
+            segmenter.segment(image)
+            seconds, _, result = timed(lambda: segmenter.segment(image), args.frames, device)
+            rows.append({"cap_mb": cap, "size": side, "plan": result.plan.describe(),
+                         "peak_mb": result.peak_memory_mb, "fps": 1 / seconds,
+                         "under_cap": result.peak_memory_mb <= cap})
+        segmenter.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,6 +175,8 @@ def main() -> None:
     parser.add_argument("--cap-mb", type=float, default=1500.0)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--frames", type=int, default=2, help="timed frames per method and size")
+    parser.add_argument("--caps", type=float, nargs="*", default=[1000, 1500, 3000],
+                        help="CUDA only: measured peak vs each cap (default 1000 1500 3000)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.preset, args.frames = [2448], "tiny", 1
@@ -175,12 +198,21 @@ def main() -> None:
               f"{r['speedup']:.2f}× | {r['naive_peak_mb']:.0f} | {r['batched_peak_mb']:.0f} | "
               f"{r['mask_agreement']:.4%} | {r['planned_fps']:.3f} ({r['planned_speedup']:.2f}×):"
               f" {r['planned']} |")
+    caps = cap_sweep(model, args, device) if device.type == "cuda" and args.caps else []
+    if caps:
+        print("| cap MB | frame | plan | measured peak MB | under cap | FPS |")
+        print("|---|---|---|---|---|---|")
+        for c in caps:
+            print(f"| {c['cap_mb']:.0f} | {c['size']}² | {c['plan']} | {c['peak_mb']:.0f} | "
+                  f"{'yes' if c['under_cap'] else 'NO'} | {c['fps']:.2f} |")
+    elif args.caps:
+        print("cap sweep skipped: peak memory is measured on CUDA only (--device cuda)")
     first = rows[0]
     print(json.dumps({"speedup": round(first["speedup"], 3),
                       "batched_fps": round(first["batched_fps"], 4),
                       "naive_fps": round(first["naive_fps"], 4),
                       "planned_speedup": round(first["planned_speedup"], 3),
-                      "device": args.device, "sizes": rows}, default=str))
+                      "device": args.device, "sizes": rows, "caps": caps}, default=str))
 
 
 if __name__ == "__main__":
