@@ -332,4 +332,5 @@ class TensorRTBackend(Backend):
             runner.engine = None
             runner.static_input = runner.static_output = None
         self._runners = {}
+        self.patch_sizes = ()
         self._external_bytes = 0
