@@ -46,7 +46,7 @@ setup(
         "setuptools",
     ],
     extras_require={
-        "test": ["pytest>=8.0,<9"],
+        "test": ["pytest>=8.0,<9", "onnxruntime>=1.17"],
         # ROS 2 from PyPI wheels (no apt ROS needed); a sourced ROS 2 install works as well.
         "ros": [
             "ros-kilted-rclpy[fastrtps]",
@@ -55,9 +55,10 @@ setup(
             "ros-kilted-diagnostic-msgs",
             "rosbags>=0.10",
         ],
-        "onnx": ["onnx>=1.16"],
+        # torch.onnx.export (dynamo exporter) needs onnxscript.
+        "onnx": ["onnx>=1.16", "onnxscript>=0.2"],
         # torch-tensorrt must match the installed torch exactly: on Jetson use NVIDIA's wheel.
-        "tensorrt": ["torch-tensorrt>=2.4"],
+        "tensorrt": ["torch-tensorrt>=2.5"],  # 2.4 lacks the engine-export function
     },
     zip_safe=True,
     entry_points={
