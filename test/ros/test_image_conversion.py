@@ -124,35 +124,40 @@ def test_over_max_pixels_is_refused_before_reading_data():
     assert err.reason == "too_large" and "max_frame_pixels" in str(err)
 
 
+def encode(ext: str, bgr: np.ndarray, *params: int) -> bytes:
+    ok, data = cv2.imencode(ext, bgr, list(params))
+    assert ok
+    return data.tobytes()
+
+
 def _compressed(data: bytes, fmt: str = "jpeg"):
     return SimpleNamespace(format=fmt, data=array.array("B", data))
 
 
 def test_png_round_trip_is_exact():
-    ok, png = cv2.imencode(".png", RGB[..., ::-1])
-    assert ok
-    np.testing.assert_array_equal(compressed_to_rgb(_compressed(png.tobytes(), "png")), RGB)
+    png = encode(".png", RGB[..., ::-1])
+    np.testing.assert_array_equal(compressed_to_rgb(_compressed(png, "png")), RGB)
 
 
 def test_jpeg_decodes_to_rgb():
     smooth = np.zeros((64, 48, 3), np.uint8)
     smooth[..., 0] = 200  # red in RGB
-    ok, jpeg = cv2.imencode(".jpg", smooth[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    rgb = compressed_to_rgb(_compressed(jpeg.tobytes()))
+    jpeg = encode(".jpg", smooth[..., ::-1], cv2.IMWRITE_JPEG_QUALITY, 95)
+    rgb = compressed_to_rgb(_compressed(jpeg))
     assert rgb.shape == (64, 48, 3)
     assert np.abs(rgb.astype(int) - smooth).max() <= 3
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_compressed_over_max_pixels_refused_from_header(ext, monkeypatch):
-    ok, encoded = cv2.imencode(ext, np.zeros((40, 50, 3), np.uint8))
+    encoded = encode(ext, np.zeros((40, 50, 3), np.uint8))
 
     def must_not_decode(*args):
         raise AssertionError("decoded a frame that the header already showed too large")
 
     monkeypatch.setattr(cv2, "imdecode", must_not_decode)
     with pytest.raises(ImageConversionError) as info:
-        compressed_to_rgb(_compressed(encoded.tobytes()), max_pixels=40 * 50 - 1)
+        compressed_to_rgb(_compressed(encoded), max_pixels=40 * 50 - 1)
     assert info.value.reason == "too_large"
 
 
@@ -164,9 +169,9 @@ def test_corrupt_compressed(data):
 
 
 def test_cut_off_jpeg_is_refused_even_if_a_decoder_would_fill_it_in():
-    ok, jpeg = cv2.imencode(".jpg", RGB)
+    jpeg = encode(".jpg", RGB)
     with pytest.raises(ImageConversionError) as info:
-        compressed_to_rgb(_compressed(jpeg.tobytes()[: len(jpeg) * 2 // 3]))
+        compressed_to_rgb(_compressed(jpeg[: len(jpeg) * 2 // 3]))
     assert info.value.reason == "truncated"
 
 

@@ -21,19 +21,19 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (no ROS 2 here)")
 
-import torch  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
-from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings  # noqa: E402
-from uhr_seg_ros.ros import node as node_module  # noqa: E402
-from uhr_seg_ros.ros.image_conversion import fill_image_msg  # noqa: E402
-from uhr_seg_ros.ros.node import OOM_CAP_FACTOR, SegNode  # noqa: E402
+from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+from uhr_seg_ros.ros import node as node_module
+from uhr_seg_ros.ros.image_conversion import fill_image_msg
+from uhr_seg_ros.ros.node import OOM_CAP_FACTOR, SegNode
 
 pytestmark = pytest.mark.ros
 NUM_CLASSES = 6
@@ -223,7 +223,7 @@ def test_bad_frames_are_rejected_counted_and_the_next_one_is_processed(rig):
 
 def test_compressed_transport_survives_a_corrupt_jpeg(rig):
     r = rig(input_transport="compressed")
-    ok, jpeg = cv2.imencode(".jpg", frame())
+    jpeg = cv2.imencode(".jpg", frame())[1]
     corrupt = CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8\xff\xe0broken\xff\xd9"))
     r.send(corrupt)
     good = CompressedImage(format="jpeg", data=array.array("B", jpeg.tobytes()))
@@ -371,13 +371,12 @@ class NodeProcess:
 
     def __init__(self, tmp_path: Path, namespace: str, ros_args: list[str]) -> None:
         self.log_path = tmp_path / "node.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "-r",
-             f"__ns:={namespace}", *ros_args], stdout=self._log, stderr=subprocess.STDOUT)
+        with self.log_path.open("w") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "-r",
+                 f"__ns:={namespace}", *ros_args], stdout=log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
-        self._log.flush()
         return self.log_path.read_text()
 
     def interrupt(self, timeout_s: float = 30.0) -> int:
@@ -388,7 +387,6 @@ class NodeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        self._log.close()
 
 
 @pytest.fixture
@@ -444,7 +442,7 @@ def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
             f"{namespace}/mask_color") > 0 and probe.node.count_publishers(
             f"{namespace}/mask") > 0, 10)
 
-        sat = sorted(deepglobe_dir.glob("*_sat.jpg"))[0]
+        sat = min(deepglobe_dir.glob("*_sat.jpg"))
         bgr = cv2.imread(str(sat), cv2.IMREAD_COLOR)
         probe.images.publish(image_msg(bgr, "bgr8", frame_id="uav_cam", stamp_s=1234))
         table = wait_for_stats(executor, probe, process, "frames_published", "1", 120)
@@ -511,7 +509,7 @@ def test_node_process_on_the_compressed_transport(ros_context, node_process, tin
                           NODE_START_TIMEOUT_S), f"node never subscribed:\n{process.output()}"
         assert spin_until(executor, lambda: probe.node.count_publishers(f"{namespace}/mask") > 0,
                           10)
-        jpeg_bytes = sorted(deepglobe_dir.glob("*_sat.jpg"))[0].read_bytes()
+        jpeg_bytes = min(deepglobe_dir.glob("*_sat.jpg")).read_bytes()
         cut_off = jpeg_bytes[: len(jpeg_bytes) // 50]  # header intact, scan data cut off
         for rejected, data in enumerate((cut_off, b"\xff\xd8\xff\xe0garbage\xff\xd9"), 1):
             probe.compressed.publish(CompressedImage(format="jpeg", data=array.array("B", data)))

@@ -215,7 +215,7 @@ class SegNode(Node):
             self._process(msg, received_at)
         except FrameRejected as exc:
             self._reject(exc.reason, str(exc))
-        except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
+        except Exception as exc:  # the worker must outlive any one frame
             if self._stopping or not self.context.ok():
                 raise
             self._reject("inference_failed", f"{type(exc).__name__}: {exc}")
