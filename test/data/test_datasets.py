@@ -130,7 +130,8 @@ def test_inria_official_layout_and_bad_values(tmp_path: Path) -> None:
     _write_rgb(tmp_path / "images" / "vienna8.png", np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "gt" / "vienna8.png"), np.full((8, 8), 128, np.uint8))
     problems = InriaDataset(tmp_path).validate()
-    assert len(problems) == 1 and "vienna8.png" in problems[0] and "outside the palette" in problems[0]
+    assert len(problems) == 1
+    assert "vienna8.png" in problems[0] and "outside the palette" in problems[0]
 
 
 def test_folder_dataset_colour_and_id_masks(tmp_path: Path) -> None:

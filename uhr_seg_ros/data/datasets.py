@@ -72,7 +72,7 @@ class SegmentationDataset(ABC):
         """Decode sample ``index``; raises :class:`BadSampleError` naming the file if unusable."""
 
     def validate(self) -> list[str]:
-        """Decode every sample once; return one readable problem line per bad sample (empty = ok)."""
+        """Decode every sample once; one readable problem line per bad sample (empty = ok)."""
         problems = []
         for index in range(len(self)):
             try:
@@ -103,7 +103,8 @@ def _read_mask(path: Path) -> np.ndarray:
     if raw is None:
         raise BadSampleError(f"{path}: unreadable mask (corrupt, empty or unsupported format)")
     if raw.dtype != np.uint8:
-        raise BadSampleError(f"{path}: mask must be 8-bit, got {raw.dtype}; re-save it as 8-bit PNG")
+        raise BadSampleError(f"{path}: mask must be 8-bit, got {raw.dtype}; re-save it as an "
+                             "8-bit PNG")
     if raw.ndim == 3:
         return cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
     return raw
@@ -245,7 +246,8 @@ class DeepGlobeDataset(_FileDataset):
 
     def _decode_mask(self, raw: np.ndarray, path: Path) -> tuple[np.ndarray, float]:
         if raw.ndim != 3:
-            raise BadSampleError(f"{path}: DeepGlobe masks are RGB colour pictures, got one channel")
+            raise BadSampleError(f"{path}: DeepGlobe masks are RGB colour pictures, got one "
+                                 "channel")
         return palettes.rgb_to_class(raw, self.palette, palettes.DEEPGLOBE_UNKNOWN_COLOR)
 
 
@@ -286,9 +288,11 @@ class InriaDataset(_FileDataset):
             match = _INRIA_FLAT_IMAGE.match(path.stem)
             if not match:
                 continue
-            candidates = sorted(masks.get(match["tile"], []),
-                                key=lambda m: _INRIA_FLAT_MASK.match(m.stem)["size"] != match["size"])
-            pairs.append(_Pair(match["tile"], path, candidates[0] if candidates else None))
+            same_size_first = sorted(
+                masks.get(match["tile"], []),
+                key=lambda m: _INRIA_FLAT_MASK.match(m.stem)["size"] != match["size"])
+            pairs.append(_Pair(match["tile"], path,
+                               same_size_first[0] if same_size_first else None))
         return pairs
 
     def _layout_hint(self) -> str:
@@ -445,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = dataset.validate()
     for line in problems:
         print(line)
-    print(f"{len(dataset) - len(problems)} of {len(dataset)} samples ok ({args.spec}, {args.split})")
+    print(f"{len(dataset) - len(problems)} of {len(dataset)} samples ok "
+          f"({args.spec}, {args.split})")
     return 1 if problems else 0
 
 

@@ -55,6 +55,7 @@ _YARD_GRASS = (90, 102, 64)
 _CONCRETE = (160, 156, 146)
 _SHADOW = 0.5
 _SUN_OFFSET = np.array([1.0, 0.8])  # shadow direction (x, y) per unit of building height
+_COARSE_STEP = 16  # pixels per cell of the land-use decision fields
 
 
 def generate_scene(size: int | tuple[int, int], seed: int | tuple[int, ...] = 0
@@ -172,27 +173,33 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
 
 
 class _Scene:
+    """One scene: :meth:`lay_out` decides every pixel's class, :meth:`paint` renders it.
+
+    Land use is decided on coarse random fields (one value per 16 px) so that a whole field or
+    street block is farmland or town, never half of it; natural cover gets pixel-level ragged
+    edges. All randomness comes from ``rng`` in a fixed order, hence determinism.
+    """
+
     def __init__(self, height: int, width: int, rng: np.random.Generator) -> None:
         self.height, self.width, self.rng = height, width, rng
         self.shape = (height, width)
         self.salt = int(rng.integers(2**31))
         self.label = np.full(self.shape, RANGELAND, np.uint8)
-        self.coarse_step = 16
-        self.coarse_shape = (height // 16 + 2, width // 16 + 2)
+        self.coarse_shape = (height // _COARSE_STEP + 2, width // _COARSE_STEP + 2)
 
-    # Coarse fields decide things parcel by parcel (a whole field or block is farmland or not).
     def _coarse_field(self, cells: tuple[float, ...]) -> np.ndarray:
-        return _fbm(self.coarse_shape, tuple(c / self.coarse_step for c in cells), self.rng)
+        """Smooth field on the coarse grid with features ``cells`` image pixels wide."""
+        return _fbm(self.coarse_shape, tuple(c / _COARSE_STEP for c in cells), self.rng)
 
     def _at(self, coarse: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        step = self.coarse_step
-        rows = np.clip((y / step).astype(np.int32), 0, coarse.shape[0] - 1)
-        cols = np.clip((x / step).astype(np.int32), 0, coarse.shape[1] - 1)
+        """A coarse field sampled at image coordinates (nearest cell)."""
+        rows = np.clip((y / _COARSE_STEP).astype(np.int32), 0, coarse.shape[0] - 1)
+        cols = np.clip((x / _COARSE_STEP).astype(np.int32), 0, coarse.shape[1] - 1)
         return coarse[rows, cols]
 
     def _full(self, coarse: np.ndarray) -> np.ndarray:
-        up = cv2.resize(coarse, (coarse.shape[1] * self.coarse_step,
-                                 coarse.shape[0] * self.coarse_step),
+        """A coarse field bilinearly up-sampled to the frame."""
+        up = cv2.resize(coarse, (coarse.shape[1] * _COARSE_STEP, coarse.shape[0] * _COARSE_STEP),
                         interpolation=cv2.INTER_LINEAR)
         return up[: self.height, : self.width]
 
@@ -216,10 +223,12 @@ class _Scene:
         self._natural_cover(macro)
         self.regions = self._regions(max(600.0, big / 4))
         # Whole fields / blocks become farmland / town, decided at their centres.
-        self.fields, centre_x, centre_y = self._cells(self.regions, (220, 520), (70, 260), salt=1)
+        self.field_cells, centre_x, centre_y = self._cells(self.regions, (220, 520), (70, 260),
+                                                           salt=1)
         self.farmland = ((self._at(self.farm_field, centre_x, centre_y) > self.farm_level)
                          & (self._at(self.lake_field, centre_x, centre_y) > self.lake_level))
-        self.blocks, centre_x, centre_y = self._cells(self.regions, (110, 230), (70, 140), salt=2)
+        self.block_cells, centre_x, centre_y = self._cells(self.regions, (110, 230), (70, 140),
+                                                           salt=2)
         self.town = ((self._at(self.town_field, centre_x, centre_y) > self.town_level)
                      & (self._at(self.lake_field, centre_x, centre_y) > self.lake_level))
         del centre_x, centre_y
@@ -256,8 +265,8 @@ class _Scene:
         base = rng.uniform(0, np.pi / 2)
         angles = base + rng.normal(0, 0.25, count + 1) * (rng.random(count + 1) < 0.6)
         angles = np.where(rng.random(count + 1) < 0.2, rng.uniform(0, np.pi, count + 1), angles)
-        return _Regions(region, np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32),
-                        rng.random(count + 1).astype(np.float32))
+        return _Regions(region, np.cos(angles).astype(np.float32),
+                        np.sin(angles).astype(np.float32), rng.random(count + 1).astype(np.float32))
 
     def _cells(self, regions: _Regions, size_u: tuple[float, float],
                size_v: tuple[float, float], salt: int
@@ -370,7 +379,7 @@ class _Scene:
         image[mask] = colour[mask]
 
     def _paint_farmland(self, image: np.ndarray, mask: np.ndarray, window) -> None:
-        rng, shape, cells = self.rng, mask.shape, self.fields.crop(window)
+        rng, shape, cells = self.rng, mask.shape, self.field_cells.crop(window)
         crop = _CROPS[(_unit(cells.key, 3) * len(_CROPS)).astype(np.int32)]
         crop *= (0.9 + 0.2 * _unit(cells.key, 4))[..., None]
         # Rows run along one axis of the field; period and contrast vary per field.
@@ -393,7 +402,7 @@ class _Scene:
         image[mask] = colour[mask]
 
     def _paint_town(self, image: np.ndarray, mask: np.ndarray, window) -> None:
-        rng, shape, cells = self.rng, mask.shape, self.blocks.crop(window)
+        rng, shape, cells = self.rng, mask.shape, self.block_cells.crop(window)
         key = cells.key
         # Yards: soil, grass, paving and trees mixed at garden scale.
         yard_mix = _fbm(shape, (40.0, 14.0, 5.0), rng)

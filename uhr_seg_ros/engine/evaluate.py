@@ -225,7 +225,8 @@ def write_results(evaluation: Evaluation, out_dir: Path, meta: dict[str, Any]) -
 
 
 def _cell(value: float | None) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+    """CSV cell: 4 decimals, empty for a missing (None/NaN) value."""
+    return "" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def _percent(value: float | None) -> str:
