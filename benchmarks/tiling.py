@@ -117,7 +117,6 @@ def bench_size(model, side: int, args, device: torch.device) -> dict:
         frame_floats = side * side * 4
         naive_peak = (held + memory_model.predict(1, args.patch)
                       + (2 * model.config.num_classes + 1) * frame_floats)
-    del naive_model
 
     free = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
                              memory_cap_mb=args.cap_mb, max_batch=args.max_batch)
@@ -149,7 +148,8 @@ def cap_sweep(model, args, device: torch.device) -> list[dict]:
         for side in args.sizes:
             image, _ = load_frame(side)
             segmenter.segment(image)
-            seconds, _, result = timed(lambda: segmenter.segment(image), args.frames, device)
+            seconds, _, result = timed(lambda s=segmenter, x=image: s.segment(x), args.frames,
+                                       device)
             rows.append({"cap_mb": cap, "size": side, "plan": result.plan.describe(),
                          "peak_mb": result.peak_memory_mb, "fps": 1 / seconds,
                          "under_cap": result.peak_memory_mb <= cap})

@@ -19,9 +19,18 @@ from torch import nn
 
 from uhr_seg_ros.backends import Backend, create_backend
 from uhr_seg_ros.data.palettes import default_palette
-from uhr_seg_ros.tiling import (DEFAULT_SAFETY_MARGIN, MemoryModel, PlanError, TiledExecutor,
-                                TilePlan, calibrate, device_name, find_memory_model,
-                                model_identity, plan_tiles)
+from uhr_seg_ros.tiling import (
+    DEFAULT_SAFETY_MARGIN,
+    MemoryModel,
+    PlanError,
+    TiledExecutor,
+    TilePlan,
+    calibrate,
+    device_name,
+    find_memory_model,
+    model_identity,
+    plan_tiles,
+)
 from uhr_seg_ros.tiling.memory_model import QUICK_POINTS
 
 log = logging.getLogger(__name__)
@@ -113,7 +122,9 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
             raise ValueError(f"image tensor must be H×W or C×H×W with C in 1, 3, 4, got shape "
                              f"{tuple(image.shape)}")
     else:
-        raise ValueError(f"image must be a numpy array or a torch tensor, got {type(image)}")
+        # ValueError like every other bad input, so adapters catch one exception type.
+        raise ValueError(  # noqa: TRY004
+            f"image must be a numpy array or a torch tensor, got {type(image)}")
     if tensor.dtype != torch.uint8:
         raise ValueError(f"image must be uint8 (0..255), got {tensor.dtype}; convert with "
                          "np.clip(x, 0, 255).astype(np.uint8) or rescale float images first")
@@ -149,7 +160,7 @@ class Segmenter:
         config = getattr(model, "config", None)
         num_classes = backend.num_classes
         self.class_names: tuple[str, ...] = tuple(
-            getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
+    getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
         self.palette = default_palette(num_classes)
         self.executor = TiledExecutor(backend)
         self._plans: dict[tuple[int, int], TilePlan] = {}
@@ -161,7 +172,7 @@ class Segmenter:
 
     @classmethod
     def from_settings(cls, settings: SegmenterSettings, model: nn.Module | None = None
-                      ) -> "Segmenter":
+                      ) -> Segmenter:
         """Load the model (or use the in-memory ``model``), bring up the first backend of
         ``settings.backend_order`` that works here and get a measured memory model."""
         if settings.memory_cap_mb <= 0:
@@ -180,13 +191,13 @@ class Segmenter:
     def _memory_model_for(model: nn.Module, backend: Backend,
                           settings: SegmenterSettings) -> MemoryModel:
         precision = getattr(backend, "precision", "fp32")
-        identity = dict(model_id=model_identity(model), backend=backend.name,
-                        device=device_name(backend.device), precision=precision)
+        identity = {"model_id": model_identity(model), "backend": backend.name,
+                    "device": device_name(backend.device), "precision": precision}
         if settings.memory_model_path:
             stored = MemoryModel.load(settings.memory_model_path)
             if not stored.matches(**identity):
                 raise ValueError(
-                    f"memory model {settings.memory_model_path} was measured for "
+    f"memory model {settings.memory_model_path} was measured for "
                     f"{stored.model_id} on {stored.backend}/{stored.device}/{stored.precision}, "
                     f"not {identity['model_id']} on {backend.name}/{identity['device']}/"
                     f"{precision}; re-run `uhr-seg calibrate` for this model and device")

@@ -9,6 +9,7 @@ import torch
 
 from uhr_seg_ros.backends.eager import EagerBackend
 from uhr_seg_ros.tiling import MemoryModel, TiledExecutor, buffer_bytes, calibrate, plan_tiles
+from uhr_seg_ros.tiling.memory_model import cpu_peak_bytes
 
 MB = 2**20
 
@@ -114,13 +115,11 @@ def test_buffers_are_reused_across_frames(stub_model):
 def test_executor_memory_is_bounded_by_the_plan(pixel_stub_model, side):
     """Tracked buffers match the plan and do not grow with the frame height; while a frame
     runs, torch allocates nothing beyond one forward pass (profiler memory events)."""
-    from uhr_seg_ros.tiling.memory_model import _cpu_peak_bytes
-
     backend = EagerBackend(pixel_stub_model, "cpu", max_batch=2)
     memory = calibrate(backend, "stub", "fp32", points=((1, 256), (2, 256)))
-    settings = dict(cap_bytes=600 * MB, memory_model=memory, num_classes=2,
-                    device=backend.device, input_dtype=torch.float32, max_batch=2,
-                    patch_size=1024, overlap=128)
+    settings = {"cap_bytes": 600 * MB, "memory_model": memory, "num_classes": 2,
+                "device": backend.device, "input_dtype": torch.float32, "max_batch": 2,
+                "patch_size": 1024, "overlap": 128}
     plan = plan_tiles(side, side, **settings)
     executor = TiledExecutor(backend)
     executor.prepare(plan)
@@ -135,5 +134,5 @@ def test_executor_memory_is_bounded_by_the_plan(pixel_stub_model, side):
     executor.prepare(plan_tiles(height, side, **settings))
     frame = torch.zeros(height, side, 3, dtype=torch.uint8)
     frame[::7, ::3] = 200
-    peak = _cpu_peak_bytes(lambda: executor.run(frame))
+    peak = cpu_peak_bytes(lambda: executor.run(frame))
     assert peak <= memory.predict(plan.batch, plan.patch) + MB

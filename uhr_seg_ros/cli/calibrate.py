@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.backends import create_backend
     from uhr_seg_ros.paths import config_dir
-    from uhr_seg_ros.pipeline import SegmenterSettings, resolve_model, calibration_points
+    from uhr_seg_ros.pipeline import SegmenterSettings, calibration_points, resolve_model
     from uhr_seg_ros.tiling import calibrate, model_identity
     from uhr_seg_ros.tiling.memory_model import FULL_POINTS
 

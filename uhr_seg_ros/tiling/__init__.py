@@ -6,8 +6,14 @@ that plan on a backend, merging overlapping logits one band of rows at a time.
 
 from .executor import TiledExecutor, buffer_bytes, buffer_specs
 from .geometry import TileGrid, coverage_counts, round_up, tile_starts
-from .memory_model import (MemoryModel, calibrate, device_name, find_memory_model,
-                           measure_infer_peak, model_identity)
+from .memory_model import (
+    MemoryModel,
+    calibrate,
+    device_name,
+    find_memory_model,
+    measure_infer_peak,
+    model_identity,
+)
 from .planner import DEFAULT_SAFETY_MARGIN, PlanError, TilePlan, plan_tiles
 
 __all__ = [

@@ -20,8 +20,9 @@ same size; :func:`buffer_specs` is the one description of them, used by the plan
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from .planner import TilePlan
 
 BufferSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
+#: ``y -> (tile_height, W, c)`` device view of frame rows ``[y, y + tile_height)``
+RowSource = Callable[[int], torch.Tensor]
+#: where final rows go: ``(mask (H, W) uint8, confidence (H, W) float16 or None)``
+Sinks = tuple[torch.Tensor, "torch.Tensor | None"]
 
 #: Final rows are labelled this many at a time, so the argmax scratch (int64) stays small.
 FINALIZE_ROWS = 64
@@ -199,8 +204,8 @@ class TiledExecutor:
                         torch.from_numpy(confidence).copy_(buf["confidence"])
         return mask, confidence, timer.result()
 
-    def _stage(self, frame: torch.Tensor):
-        """A function ``y -> (tile_height, W, c)`` device view of frame rows ``[y, y+tile_h)``."""
+    def _stage(self, frame: torch.Tensor) -> RowSource:
+        """Put the frame where windows are cut from: device-resident, or one band at a time."""
         plan, buf = self.plan, self._buffers
         tile_h, channels = plan.grid.tile_height, frame.shape[2]
         if plan.frame_resident:
@@ -221,7 +226,7 @@ class TiledExecutor:
 
         return rows
 
-    def _sinks(self, mask: np.ndarray, confidence: np.ndarray | None):
+    def _sinks(self, mask: np.ndarray, confidence: np.ndarray | None) -> Sinks:
         """Where final rows go: the device-resident output (copied once at the end) or the host
         output directly (CPU, or a streamed frame)."""
         buf = self._buffers
@@ -242,7 +247,7 @@ class TiledExecutor:
             yield lo, hi, start, start + hi - lo
             start += hi - lo
 
-    def _finalize(self, start: int, stop: int, sinks) -> None:
+    def _finalize(self, start: int, stop: int, sinks: Sinks) -> None:
         """Frame rows ``[start, stop)`` get no more logits: label them and free their ring rows."""
         buf = self._buffers
         mask_sink, conf_sink = sinks

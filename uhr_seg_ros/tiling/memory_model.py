@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class MemoryModel:
             model_id, backend, device, precision)
 
     @classmethod
-    def fit(cls, points: list[tuple[int, int, int]], **identity: str) -> "MemoryModel":
+    def fit(cls, points: list[tuple[int, int, int]], **identity: str) -> MemoryModel:
         """Least-squares slope over ``B·P²``, intercept raised until every point is covered."""
         if len(points) < 2:
             raise ValueError("a memory model needs at least two measured (batch, patch) points")
@@ -84,7 +85,7 @@ class MemoryModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "MemoryModel":
+    def load(cls, path: str | Path) -> MemoryModel:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -128,7 +129,9 @@ def find_memory_model(directory: Path, model_id: str, backend: str, device: str,
     return None
 
 
-def _cpu_peak_bytes(run) -> int:
+def cpu_peak_bytes(run: Callable[[], object]) -> int:
+    """Peak bytes of live torch CPU allocations made while ``run()`` executes (profiler memory
+    events; allocations made before the call are not counted)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -142,7 +145,9 @@ def _cpu_peak_bytes(run) -> int:
     return peak
 
 
-def _cuda_peak_bytes(run, device: torch.device) -> int:
+def cuda_peak_bytes(run: Callable[[], object], device: torch.device) -> int:
+    """Peak extra device bytes while ``run()`` executes: torch's allocations plus free-memory
+    drops torch's reserve does not explain."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     allocated0 = torch.cuda.memory_allocated(device)
@@ -166,8 +171,8 @@ def measure_infer_peak(backend: Backend, batch: int, patch: int) -> int:
             backend.infer(x)
 
         if backend.device.type == "cuda":
-            return _cuda_peak_bytes(run, backend.device)
-        return _cpu_peak_bytes(run)
+            return cuda_peak_bytes(run, backend.device)
+        return cpu_peak_bytes(run)
 
 
 def calibrate(backend: Backend, model_id: str, precision: str,
