@@ -75,13 +75,13 @@ PARAM_NAMES: tuple[str, ...] = tuple(_FIELDS)
 RUNTIME_PARAMS: frozenset[str] = frozenset(n for n, f in _FIELDS.items() if f.metadata["runtime"])
 
 
-def describe(name: str) -> str:
+def _description(name: str) -> str:
     """The parameter's description, with a note when it needs a restart to change."""
     meta = _FIELDS[name].metadata
     return meta["doc"] if meta["runtime"] else meta["doc"] + " (fixed at start-up)"
 
 
-def to_ros_value(value: Any) -> Any:
+def _to_ros_value(value: Any) -> Any:
     """A field value as rclpy accepts it (tuples become lists)."""
     return list(value) if isinstance(value, tuple) else value
 
@@ -194,6 +194,6 @@ def declare_params(node: Any) -> NodeParams:
     from rcl_interfaces.msg import ParameterDescriptor
 
     for name, spec in _FIELDS.items():
-        descriptor = ParameterDescriptor(description=describe(name), dynamic_typing=True)
-        node.declare_parameter(name, to_ros_value(spec.default), descriptor)
+        descriptor = ParameterDescriptor(description=_description(name), dynamic_typing=True)
+        node.declare_parameter(name, _to_ros_value(spec.default), descriptor)
     return parse_params({name: node.get_parameter(name).value for name in PARAM_NAMES})
