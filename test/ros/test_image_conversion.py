@@ -202,12 +202,14 @@ def test_fill_refuses_float_arrays():
 
 
 @pytest.mark.skipif(not HAVE_CV_BRIDGE, reason="ROS 2 cv_bridge is not importable here")
-@pytest.mark.parametrize("pad", [0, 3])
+@pytest.mark.parametrize("pad_pixels", [0, 2])
 @pytest.mark.parametrize("encoding", sorted(ENCODED))
-def test_numpy_path_equals_cv_bridge(encoding, pad):
+def test_numpy_path_equals_cv_bridge(encoding, pad_pixels):
     from sensor_msgs.msg import Image
 
-    fake = make_msg(ENCODED[encoding][0], encoding, pad=pad)
+    pixels = ENCODED[encoding][0]
+    pixel_bytes = pixels.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
+    fake = make_msg(pixels, encoding, pad=pad_pixels * pixel_bytes)
     msg = Image(height=fake.height, width=fake.width, encoding=fake.encoding, step=fake.step,
                 is_bigendian=fake.is_bigendian, data=fake.data)
     np.testing.assert_array_equal(image_to_rgb(msg, use_cv_bridge=True),

@@ -3,7 +3,8 @@
 Everything here works on *message-like* objects (anything with the fields of
 ``sensor_msgs/msg/Image``: ``height, width, encoding, step, is_bigendian, data`` and a
 ``header``), so it is tested without spinning ROS. ROS 2's ``cv_bridge`` is used when it is
-importable; otherwise a numpy conversion gives the same pixels (the rules below are cv_bridge's).
+importable, for the frames its Python conversion reads correctly; a numpy conversion gives the
+same pixels for every frame (the rules below are cv_bridge's) and is used otherwise.
 
 Decoding produces the core's input convention, ``H×W×3`` uint8 RGB:
 
@@ -19,6 +20,7 @@ Decoding produces the core's input convention, ``H×W×3`` uint8 RGB:
 from __future__ import annotations
 
 import array
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,12 +120,17 @@ def _numpy_to_rgb(msg: Any, layout: _Layout, rows: np.ndarray,
     return cv2.cvtColor(pixels, layout.to_rgb, dst=out)
 
 
-def _cv_bridge_to_rgb(msg: Any, layout: _Layout) -> np.ndarray:
-    bridge = CvBridge()
-    if layout.channels == 1:
-        # cv_bridge refuses 16UC1 -> rgb8 (no colour meaning) but scales it to mono8.
-        return cv2.cvtColor(bridge.imgmsg_to_cv2(msg, "mono8"), cv2.COLOR_GRAY2RGB)
-    return bridge.imgmsg_to_cv2(msg, "rgb8")
+#: Encodings cv_bridge converts to rgb8 itself; it refuses 8UC1/16UC1 (no colour meaning).
+_CV_BRIDGE_ENCODINGS = frozenset({"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"})
+
+
+def _cv_bridge_converts(msg: Any, layout: _Layout) -> bool:
+    """Whether cv_bridge's Python conversion reads this frame correctly: it assumes rows of
+    whole pixels and byte-swaps with an API NumPy 2 removed. Other frames take the numpy path."""
+    whole_pixels = msg.step % (layout.channels * layout.bytes_per_channel) == 0
+    native_order = layout.bytes_per_channel == 1 or bool(msg.is_bigendian) == (
+        sys.byteorder == "big")
+    return msg.encoding in _CV_BRIDGE_ENCODINGS and whole_pixels and native_order
 
 
 def image_to_rgb(msg: Any, *, max_pixels: int | None = None, out: np.ndarray | None = None,
@@ -136,7 +143,9 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = None, out: np.ndarray | N
         out: a ``H×W×3`` uint8 buffer to write into when a conversion is needed (reused across
             frames to avoid allocations); ignored for ``rgb8``, which is returned as a view of
             ``msg.data``.
-        use_cv_bridge: None = use cv_bridge when importable; False = numpy only.
+        use_cv_bridge: None = cv_bridge when importable, True = cv_bridge (ImportError when
+            absent), False = numpy only. cv_bridge only gets the frames it converts correctly
+            (see ``_cv_bridge_converts``); the numpy path gives the same pixels for all.
 
     Raises:
         ImageConversionError: unknown encoding, zero size, over ``max_pixels``, step or data
@@ -150,7 +159,8 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = None, out: np.ndarray | N
     if use_cv_bridge:
         if not HAVE_CV_BRIDGE:
             raise ImportError("cv_bridge is not importable; source a ROS 2 install that has it")
-        return _cv_bridge_to_rgb(msg, layout)
+        if _cv_bridge_converts(msg, layout):
+            return CvBridge().imgmsg_to_cv2(msg, "rgb8")
     return _numpy_to_rgb(msg, layout, rows, out)
 
 
