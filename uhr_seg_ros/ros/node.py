@@ -381,5 +381,3 @@ class SegNode(Node):
         self._core_log.removeHandler(self._log_bridge)
         super().destroy_node()
 
-
-__all__ = ["NODE_NAME", "FrameRejected", "SegNode", "segmenter_settings", "topic_qos"]
