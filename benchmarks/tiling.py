@@ -113,7 +113,7 @@ def bench_size(model, side: int, args, device: torch.device) -> dict:
     naive_s, naive_peak, naive_mask = timed(
         lambda: naive_slide(naive_model, image, args.patch, args.overlap, device),
         args.frames, device)
-    if not naive_peak:  # CPU: weights + one forward + full-frame sum, padded logits, count
+    if not naive_peak:  # CPU, at least: weights, one forward, full-frame sum, padded logits, count
         frame_floats = side * side * 4
         naive_peak = (held + memory_model.predict(1, args.patch)
                       + (2 * model.config.num_classes + 1) * frame_floats)
@@ -132,6 +132,7 @@ def bench_size(model, side: int, args, device: torch.device) -> dict:
         "batched_fps": 1 / batched_s, "naive_fps": 1 / naive_s, "speedup": naive_s / batched_s,
         "batched_peak_mb": batched_peak / MB, "naive_peak_mb": naive_peak / MB,
         "mask_agreement": float((result.mask == naive_mask).mean()),
+        "batched_timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
         "planned": planned_plan.describe(), "planned_fps": 1 / planned_s,
         "planned_speedup": naive_s / planned_s,
     }

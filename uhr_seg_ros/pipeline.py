@@ -160,7 +160,7 @@ class Segmenter:
         config = getattr(model, "config", None)
         num_classes = backend.num_classes
         self.class_names: tuple[str, ...] = tuple(
-    getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
+            getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
         self.palette = default_palette(num_classes)
         self.executor = TiledExecutor(backend)
         self._plans: dict[tuple[int, int], TilePlan] = {}
@@ -197,7 +197,7 @@ class Segmenter:
             stored = MemoryModel.load(settings.memory_model_path)
             if not stored.matches(**identity):
                 raise ValueError(
-    f"memory model {settings.memory_model_path} was measured for "
+                    f"memory model {settings.memory_model_path} was measured for "
                     f"{stored.model_id} on {stored.backend}/{stored.device}/{stored.precision}, "
                     f"not {identity['model_id']} on {backend.name}/{identity['device']}/"
                     f"{precision}; re-run `uhr-seg calibrate` for this model and device")
