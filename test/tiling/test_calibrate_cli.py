@@ -1,0 +1,32 @@
+"""``uhr-seg calibrate`` writes a memory model that a Segmenter accepts (tiny model, CPU)."""
+
+import json
+
+import pytest
+import torch
+
+from uhr_seg_ros.cli import main
+from uhr_seg_ros.model import SGHRQConfig, build_model, save_checkpoint
+from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+from uhr_seg_ros.tiling import MemoryModel
+
+
+def test_calibrate_then_segment_with_the_stored_model(tmp_path):
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
+    out = tmp_path / "mm.json"
+    assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint),
+                 "--out", str(out)]) == 0
+    stored = MemoryModel.load(out)
+    assert stored.backend == "cpu" and len(stored.points) == 5
+    assert all(measured <= stored.predict(b, p) for b, p, measured in stored.points)
+
+    settings = SegmenterSettings(model_path=str(checkpoint), backend_order=("cpu",),
+                                 memory_model_path=str(out))
+    assert Segmenter.from_settings(settings).memory_model == stored
+
+    foreign = json.loads(out.read_text()) | {"model_id": "SGHRQ-other"}
+    out.write_text(json.dumps(foreign))
+    with pytest.raises(ValueError, match="re-run `uhr-seg calibrate`"):
+        Segmenter.from_settings(settings)
