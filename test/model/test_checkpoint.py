@@ -37,8 +37,10 @@ def test_fp16_inference_only_checkpoint_is_smaller_and_loads_as_fp32(tiny_model,
 
 
 def test_meta_must_be_plain_data(tiny_model, tmp_path):
-    with pytest.raises(TypeError, match="only str, int"):
+    with pytest.raises(TypeError, match="only plain str, int"):
         save_checkpoint(tmp_path / "m.pt", tiny_model, bad=object())
+    with pytest.raises(TypeError, match=r"meta.training.torch is a TorchVersion"):
+        save_checkpoint(tmp_path / "m.pt", tiny_model, training={"torch": torch.__version__})
 
 
 def test_missing_file_is_a_file_not_found_error(tmp_path):

@@ -32,19 +32,20 @@ class CheckpointError(ValueError):
 
 
 def _check_plain(value: Any, where: str) -> None:
-    if isinstance(value, _PLAIN):
+    # Exact types: a subclass (e.g. torch.__version__, a str subclass) pickles as a global.
+    if type(value) in _PLAIN:
         return
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         for i, item in enumerate(value):
             _check_plain(item, f"{where}[{i}]")
         return
-    if isinstance(value, Mapping):
+    if type(value) is dict:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"checkpoint meta {where} has a non-string key {key!r}")
             _check_plain(item, f"{where}.{key}")
         return
-    raise TypeError(f"checkpoint meta {where} is a {type(value).__name__}; only str, int, "
+    raise TypeError(f"checkpoint meta {where} is a {type(value).__name__}; only plain str, int, "
                     "float, bool, None, lists and dicts of them are stored (no pickled objects)")
 
 

@@ -1,0 +1,144 @@
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from uhr_seg_ros.cli import main as cli_main
+from uhr_seg_ros.engine.losses import SGHRQLoss
+from uhr_seg_ros.engine.train import (ScheduleSection, TrainStep, load_train_config,
+                                      pad_to_divisor, train, train_config_from_dict)
+from uhr_seg_ros.model import SGHRQConfig, build_model, load_checkpoint
+from uhr_seg_ros.paths import config_dir
+
+TINY_RUN = {
+    "model": {"preset": "tiny"},
+    "data": {"train": ["synthetic:2@96"], "crop_size": 64, "workers": 0},
+    "schedule": {"iterations": 6, "batch_size": 2, "epoch_iterations": 4},
+    "run": {"log_every": 1, "checkpoint_every": 3, "val_every": 0},
+}
+
+
+@pytest.mark.slow
+def test_a_few_steps_decrease_the_loss_and_the_first_write_is_the_class_mean():
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.tiny(num_classes=3)).train()
+    images = torch.rand(2, 3, 96, 96) * 255
+    # Vertical stripes of classes 0, 1, 2 (one per stride-32 column), the top rows ignored.
+    labels = (torch.arange(96) // 32).expand(2, 96, 96).clone()
+    labels[:, :16] = 255
+    images[:, 0] += 40.0 * labels.clamp(max=2)  # a colour cue the network can learn quickly
+    images = images.clamp(0, 255)
+    features = model.forward_train(images)["semantic_features"].detach()  # no labels: no write
+    assert not model.memory.initialised.any()
+
+    step = TrainStep(model, SGHRQLoss())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    losses = []
+    for i in range(12):
+        loss, _ = step(images, labels)
+        if i == 0:
+            small = F.interpolate(labels[:, None].float(), size=features.shape[-2:],
+                                  mode="nearest")[:, 0].long()
+            flat = features.permute(0, 2, 3, 1)
+            for c in range(3):
+                torch.testing.assert_close(model.memory.prototypes[c], flat[small == c].mean(0))
+            assert model.memory.initialised.all()
+            first_bank = model.memory.prototypes.clone()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3
+    assert not torch.equal(model.memory.prototypes, first_bank)  # written every step
+
+
+def test_poly_schedule_and_padding():
+    schedule = ScheduleSection(iterations=100, lr=0.01, min_lr=1e-4, poly_power=0.9)
+    assert schedule.lr_at(0) == pytest.approx(0.01)
+    assert schedule.lr_at(50) == pytest.approx((0.01 - 1e-4) * 0.5 ** 0.9 + 1e-4)
+    assert schedule.lr_at(100) == pytest.approx(1e-4)
+    images, labels = pad_to_divisor(torch.ones(1, 3, 40, 64), torch.zeros(1, 40, 64).long())
+    assert images.shape == (1, 3, 64, 64) and labels.shape == (1, 64, 64)
+    assert (labels[:, 40:] == 255).all() and (images[:, :, 40:] == 0).all()
+
+
+@pytest.mark.parametrize("path", sorted(config_dir().glob("train_*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load_with_and_without_reduced(path):
+    full = load_train_config(path)
+    reduced = load_train_config(path, reduced=True)
+    assert reduced.schedule.iterations < full.schedule.iterations
+    assert reduced.data.crop_size <= full.data.crop_size
+    assert full.model.build_config().num_classes == len(full.model.class_names)
+
+
+def test_paper_recipe_is_in_the_deepglobe_config():
+    cfg = load_train_config(config_dir() / "train_deepglobe.yaml")
+    s = cfg.schedule
+    assert (s.lr, s.momentum, s.weight_decay, s.poly_power, s.min_lr) == (0.01, 0.9, 5e-4, 0.9, 1e-4)
+    assert (cfg.data.crop_size, s.batch_size, s.iterations) == (1224, 8, 80000)
+    assert cfg.model.preset == "paper"
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown key.*'itrations'.*schedule"):
+        train_config_from_dict({**TINY_RUN, "schedule": {"itrations": 5}})
+    with pytest.raises(ValueError, match="data.train is empty"):
+        train_config_from_dict({"model": {"preset": "tiny"}})
+    with pytest.raises(ValueError, match="section.key=value"):
+        train_config_from_dict(TINY_RUN, overrides=["iterations=5"])
+    cfg = train_config_from_dict(TINY_RUN, overrides=["schedule.iterations=9", "run.seed=3"])
+    assert cfg.schedule.iterations == 9 and cfg.run.seed == 3
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_cli_run_and_resume_reproduce_an_uninterrupted_run(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_RUN))
+    straight = tmp_path / "straight"
+    assert cli_main(["train", "--config", str(config), "--out", str(straight),
+                     "--no-progress"]) == 0
+    model = load_checkpoint(straight / "model.pt")
+    assert model.meta["training"]["iterations"] == 6 and model.memory.initialised.any()
+    assert model.meta["palette"][0] == [0, 255, 255]  # DeepGlobe colours from the data set
+    assert (straight / "config.yaml").is_file() and len(_rows(straight / "train_log.csv")) == 6
+
+    # Same run, killed after iteration 4 (last save at 3), then resumed.
+    cfg = train_config_from_dict(TINY_RUN, overrides=["run.val_every=1"])
+    resumed = tmp_path / "resumed"
+
+    def crash_at_4(model, iteration):
+        if iteration == 4:
+            raise _Interrupt
+        return None
+
+    with pytest.raises(_Interrupt):
+        train(cfg, resumed, progress=False, validate_fn=crash_at_4)
+    assert len(_rows(resumed / "train_log.csv")) == 4
+    train(cfg, resumed, resume=resumed / "last.pt", progress=False, validate_fn=lambda m, i: None)
+
+    rows_a, rows_b = _rows(straight / "train_log.csv"), _rows(resumed / "train_log.csv")
+    assert [r["iteration"] for r in rows_b] == [str(i) for i in range(1, 7)]  # stale row 4 gone
+    for a, b in zip(rows_a, rows_b):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-6)
+    state_a = torch.load(straight / "last.pt", weights_only=True)
+    state_b = torch.load(resumed / "last.pt", weights_only=True)
+    assert state_b["iteration"] == 6
+    for key, value in state_a["model"]["state_dict"].items():
+        torch.testing.assert_close(state_b["model"]["state_dict"][key], value, rtol=1e-5,
+                                   atol=1e-6, msg=key)
+    momentum_a = state_a["optimizer"]["state"][0]["momentum_buffer"]
+    torch.testing.assert_close(state_b["optimizer"]["state"][0]["momentum_buffer"], momentum_a,
+                               rtol=1e-5, atol=1e-6)
+    assert state_b["scheduler"]["last_epoch"] == 6

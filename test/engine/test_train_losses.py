@@ -1,0 +1,50 @@
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uhr_seg_ros.engine.losses import LossWeights, SGHRQLoss, affinity_l1, segmentation_ce
+from uhr_seg_ros.model import SGHRQConfig, build_model
+
+
+def test_ce_ignores_255_and_resizes_logits():
+    logits = torch.randn(2, 3, 4, 4)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    labels[0, :4] = 255
+    up = F.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False)
+    keep = labels != 255
+    expected = F.cross_entropy(up.permute(0, 2, 3, 1)[keep], labels[keep])
+    torch.testing.assert_close(segmentation_ce(logits, labels), expected)
+
+
+def test_ce_of_a_fully_ignored_batch_is_zero_not_nan():
+    loss = segmentation_ce(torch.randn(1, 3, 4, 4, requires_grad=True), torch.full((1, 4, 4), 255))
+    assert loss.item() == 0.0
+
+
+def test_affinity_compares_pixel_similarity_not_features():
+    x = torch.randn(2, 8, 3, 3)
+    assert affinity_l1(x, x).item() < 1e-6
+    assert affinity_l1(x, 5.0 * x).item() < 1e-6  # scale-invariant (cosine similarities)
+    assert affinity_l1(x, torch.randn(2, 8, 3, 3)).item() > 0.05
+
+
+def test_total_is_the_weighted_sum_of_the_terms():
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.tiny(num_classes=3))
+    x, labels = torch.rand(2, 3, 64, 64) * 255, torch.randint(0, 3, (2, 64, 64))
+    outputs = model.forward_train(x)
+    weights = LossWeights(aspp=0.5, sr=0.0)
+    total, parts = SGHRQLoss(weights)(outputs, labels)
+    assert set(parts) == {"logits", "aspp", "aux8", "aux16", "aux16_m", "fcn", "sr", "affinity"}
+    expected = sum(getattr(weights, name) * value for name, value in parts.items())
+    torch.testing.assert_close(total.detach(), expected)
+    assert dataclasses.asdict(LossWeights()) == {"logits": 1.0, "aspp": 1.0, "aux8": 1.0,
+                                                 "aux16": 1.0, "aux16_m": 1.0, "fcn": 0.4,
+                                                 "sr": 0.1, "affinity": 1.0}
+
+
+def test_negative_weight_is_refused():
+    with pytest.raises(ValueError, match="sr"):
+        LossWeights(sr=-1.0)

@@ -1,0 +1,85 @@
+"""SGHRQ training losses: cross-entropy on every logits head plus the training-only heads.
+
+Weights default to the reference implementation: CE 1.0 on the final, ASPP, aux8, aux16 and
+aux16_m logits; super-resolution MSE 0.1; feature-affinity L1 1.0; FCN auxiliary CE 0.4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = 255
+
+#: Heads supervised with cross-entropy against the labels (key in ``forward_train``'s dict).
+CE_HEADS = ("logits", "aspp", "aux8", "aux16", "aux16_m", "fcn")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each term in the total loss (0 disables a term)."""
+
+    # Final stride-1 logits of the query module.
+    logits: float = 1.0
+    # ASPP logits of the semantic branch (stride 32).
+    aspp: float = 1.0
+    # Shallow-branch logits at stride 8 and 16, and the memory-corrected stride-16 logits.
+    aux8: float = 1.0
+    aux16: float = 1.0
+    aux16_m: float = 1.0
+    # FCN auxiliary head on ResNet layer 3.
+    fcn: float = 0.4
+    # MSE of the super-resolution decoder against the normalised patch at half resolution.
+    sr: float = 0.1
+    # L1 between the shallow and semantic pixel-affinity (cosine similarity) matrices.
+    affinity: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+
+
+def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled pixels; logits ``(B,C,h,w)`` are resized (bilinear) to
+    labels ``(B,H,W)`` int64 first. A batch with no labelled pixel gives 0, not NaN."""
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
+                               align_corners=False)
+    total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
+
+
+def affinity_l1(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the ``N x N`` cosine-similarity matrices of two feature maps
+    ``(B, A, h, w)`` (``N = h*w``): do both agree which pixels are alike?"""
+    def affinity(x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(x.float().flatten(2), dim=1)
+        return x.transpose(1, 2) @ x
+
+    return (affinity(first) - affinity(second)).abs().mean()
+
+
+class SGHRQLoss(nn.Module):
+    """Weighted sum of every SGHRQ training loss.
+
+    ``forward(outputs, labels)`` takes ``SGHRQ.forward_train``'s dict and labels ``(B,H,W)``
+    int64 (255 = ignore) and returns ``(total, parts)``, ``parts`` holding each unweighted term
+    (detached) for logging.
+    """
+
+    def __init__(self, weights: LossWeights | None = None) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+
+    def forward(self, outputs: dict[str, torch.Tensor],
+                labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = {head: segmentation_ce(outputs[head], labels) for head in CE_HEADS}
+        terms["sr"] = F.mse_loss(outputs["sr"].float(), outputs["sr_target"].float())
+        terms["affinity"] = affinity_l1(outputs["affinity_shallow"], outputs["affinity_semantic"])
+        total = sum(getattr(self.weights, name) * value for name, value in terms.items())
+        return total, {name: value.detach() for name, value in terms.items()}
