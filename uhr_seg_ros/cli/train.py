@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         LOGGER.error("%s", exc)
         return 1
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     miou = "n/a" if result.val_miou is None else f"{result.val_miou:.4f}"
     LOGGER.info("done: %d iterations, final loss %.4f, validation mIoU %s; model %s",
                 result.iterations, result.final_loss, miou, result.model_path)

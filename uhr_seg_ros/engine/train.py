@@ -579,9 +579,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
     window_loss = torch.zeros(len(LOSS_TERMS) + 1, device=device)
     window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
     last_loss, val_miou = float("nan"), None
-    log.info("training %s (%d classes) on %s, %d process(es), iterations %d..%d, batch %d, "
-             "crop %d", cfg.model.preset, len(class_names), device, ctx.world, start,
-             sched_cfg.iterations, sched_cfg.batch_size, cfg.data.crop_size)
+    if ctx.main:
+        log.info("training %s (%d classes) on %s, %d process(es), iterations %d..%d, batch %d, "
+                 "crop %d", cfg.model.preset, len(class_names), device, ctx.world, start,
+                 sched_cfg.iterations, sched_cfg.batch_size, cfg.data.crop_size)
 
     for iteration in range(start, sched_cfg.iterations):
         epoch, position = divmod(iteration, sched_cfg.epoch_iterations)

@@ -19,7 +19,8 @@ class ASPPHead(nn.Module):
     def __init__(self, in_ch: int, channels: int, dilations: tuple[int, ...], bottleneck: int,
                  query_channels: int, num_classes: int, dropout: float) -> None:
         super().__init__()
-        self.image_pool = ConvBNReLU(in_ch, channels, kernel=1)
+        # No BN on the pooled 1x1 map: its batch statistics would need a batch > 1 per process.
+        self.image_pool = nn.Sequential(nn.Conv2d(in_ch, channels, 1), nn.ReLU(inplace=True))
         self.branches = nn.ModuleList(
             ConvBNReLU(in_ch, channels, kernel=1 if d == 1 else 3, dilation=d) for d in dilations
         )
