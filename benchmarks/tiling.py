@@ -9,12 +9,15 @@ A third row lets the planner also choose the windows under the cap (``planned``)
 cap sweep (``--caps``, default 1000 1500 3000 MB) records the measured peak of planner-chosen
 plans against each cap.
 
-    python benchmarks/tiling.py --quick          # CPU, 2448² frame, tiny model (< 5 min on 2 cores)
+    python benchmarks/tiling.py --quick   # CPU, 2448² frame, tiny model (< 5 min on 2 cores)
     python benchmarks/tiling.py --device cuda --preset lite --sizes 2448 5000 10000
 
-Peak memory: CUDA measures ``max_memory_allocated`` per method; on the CPU the figure is
-accounted, not measured (weights + the measured forward peak of the memory model + the
-method's own buffers), because the CPU has no cap to measure against. The last line printed
+Timing: the methods take turns for ``--frames`` rounds after their warm-up and the fastest frame
+of each counts (other jobs on a shared machine only ever add time); the CPU time of that frame
+(all threads) is reported too.
+Peak memory of one frame: CUDA measures what the method holds (weights, buffers) plus the most
+``max_memory_allocated`` rose during one of its frames; on the CPU the figure is accounted, not
+measured (weights + the measured forward peak of the memory model + the method's own buffers). The last line printed
 is one JSON object (``speedup``, ``batched_fps``, ``naive_fps`` are those of the first size).
 """
 
@@ -26,6 +29,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,63 +82,83 @@ def load_frame(side: int) -> tuple[np.ndarray, str]:
     return (smooth[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), "synthetic"
 
 
-def timed(fn, frames: int, device: torch.device) -> tuple[float, float, object]:
-    """Seconds per frame (mean of ``frames`` runs), measured CUDA peak bytes (0 on CPU),
-    and the last output."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
+def param_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def interleaved(methods: dict[str, Callable[[], object]], frames: int,
+                device: torch.device) -> dict[str, dict]:
+    """Run the methods in turn, ``frames`` rounds. Per method: the fastest wall time of a frame
+    (other jobs on a shared machine only ever add time, and taking turns exposes every method to
+    the same load), the CPU time of that frame, the most device memory a frame added on top of
+    what was allocated before it (CUDA; 0 on CPU), and the last output."""
+    stats = {name: {"wall": math.inf, "cpu": math.inf, "extra": 0, "out": None}
+             for name in methods}
     for _ in range(frames):
-        out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = (time.perf_counter() - start) / frames
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    return seconds, peak, out
+        for name, run in methods.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                before = torch.cuda.memory_allocated(device)
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            out = run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            entry = stats[name]
+            if wall < entry["wall"]:
+                entry.update(wall=wall, cpu=cpu)
+            if device.type == "cuda":
+                entry["extra"] = max(entry["extra"],
+                                     torch.cuda.max_memory_allocated(device) - before)
+            entry["out"] = out
+    return stats
 
 
 def bench_size(model, side: int, args, device: torch.device) -> dict:
     image, source = load_frame(side)
-    pinned = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
-                               memory_cap_mb=args.cap_mb, patch_size=args.patch,
-                               overlap=args.overlap, max_batch=args.max_batch)
-    segmenter = Segmenter.from_settings(pinned, model=copy.deepcopy(model))
-    plan = segmenter.prepare(side, side)
-    segmenter.segment(image)  # first frame: allocator and autotuning settle
-    batched_s, batched_peak, result = timed(lambda: segmenter.segment(image), args.frames, device)
-    batched_peak = batched_peak or result.peak_memory_mb * MB
-    memory_model, held = segmenter.memory_model, segmenter.held_bytes()
-    segmenter.close()
-
+    common = {"backend_order": (args.device,), "precision": args.precision,
+              "memory_cap_mb": args.cap_mb, "max_batch": args.max_batch}
+    pinned = Segmenter.from_settings(
+        SegmenterSettings(patch_size=args.patch, overlap=args.overlap, **common),
+        model=copy.deepcopy(model))
+    planner = Segmenter.from_settings(SegmenterSettings(**common), model=copy.deepcopy(model))
     naive_model = copy.deepcopy(model).eval().to(device)
-    with torch.inference_mode():  # the same warm-up the executor got
+    plan, planned_plan = pinned.prepare(side, side), planner.prepare(side, side)
+    with torch.inference_mode():  # the warm-up the segmenters got in prepare()
         naive_model(torch.zeros(1, 3, args.patch, args.patch, device=device))
-    naive_s, naive_peak, naive_mask = timed(
-        lambda: naive_slide(naive_model, image, args.patch, args.overlap, device),
-        args.frames, device)
-    if not naive_peak:  # CPU, at least: weights, one forward, full-frame sum, padded logits, count
-        frame_floats = side * side * 4
-        naive_peak = (held + memory_model.predict(1, args.patch)
-                      + (2 * model.config.num_classes + 1) * frame_floats)
+    stats = interleaved({
+        "batched": lambda: pinned.segment(image),
+        "naive": lambda: naive_slide(naive_model, image, args.patch, args.overlap, device),
+        "planned": lambda: planner.segment(image),
+    }, args.frames, device)
+    batched, naive, planned = stats["batched"], stats["naive"], stats["planned"]
+    result = batched["out"]
 
-    free = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
-                             memory_cap_mb=args.cap_mb, max_batch=args.max_batch)
-    planner = Segmenter.from_settings(free, model=copy.deepcopy(model))
-    planned_plan = planner.prepare(side, side)
-    planner.segment(image)
-    planned_s, _, _ = timed(lambda: planner.segment(image), args.frames, device)
+    # Peak of one frame of each method: what it holds (weights, buffers) + what a frame adds.
+    # CPU: accounted, not measured (weights + the measured forward peak + buffers; the naive
+    # loop holds at least a full-frame logit sum, a padded copy of one window's logits, a count).
+    memory_model = pinned.memory_model
+    if device.type == "cuda":
+        batched_peak = (param_bytes(naive_model) + pinned.executor.buffer_bytes
+                        + batched["extra"])
+        naive_peak = param_bytes(naive_model) + naive["extra"]
+    else:
+        batched_peak = result.peak_memory_mb * MB
+        naive_peak = (param_bytes(naive_model) + memory_model.predict(1, args.patch)
+                      + (2 * model.config.num_classes + 1) * side * side * 4)
+    pinned.close()
     planner.close()
-
     return {
         "size": side, "source": source, "windows": plan.grid.num_tiles,
         "patch": plan.patch, "overlap": plan.overlap, "batch": plan.batch,
-        "batched_fps": 1 / batched_s, "naive_fps": 1 / naive_s, "speedup": naive_s / batched_s,
+        "batched_fps": 1 / batched["wall"], "naive_fps": 1 / naive["wall"],
+        "speedup": naive["wall"] / batched["wall"], "cpu_time_ratio": naive["cpu"] / batched["cpu"],
         "batched_peak_mb": batched_peak / MB, "naive_peak_mb": naive_peak / MB,
-        "mask_agreement": float((result.mask == naive_mask).mean()),
+        "mask_agreement": float((result.mask == naive["out"]).mean()),
         "batched_timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
-        "planned": planned_plan.describe(), "planned_fps": 1 / planned_s,
-        "planned_speedup": naive_s / planned_s,
+        "planned": planned_plan.describe(), "planned_fps": 1 / planned["wall"],
+        "planned_speedup": naive["wall"] / planned["wall"],
     }
 
 
@@ -148,9 +172,10 @@ def cap_sweep(model, args, device: torch.device) -> list[dict]:
         segmenter = Segmenter.from_settings(settings, model=copy.deepcopy(model))
         for side in args.sizes:
             image, _ = load_frame(side)
-            segmenter.segment(image)
-            seconds, _, result = timed(lambda s=segmenter, x=image: s.segment(x), args.frames,
-                                       device)
+            segmenter.prepare(side, side)
+            timing = interleaved({"planned": lambda s=segmenter, x=image: s.segment(x)},
+                                 args.frames, device)["planned"]
+            seconds, result = timing["wall"], timing["out"]
             rows.append({"cap_mb": cap, "size": side, "plan": result.plan.describe(),
                          "peak_mb": result.peak_memory_mb, "fps": 1 / seconds,
                          "under_cap": result.peak_memory_mb <= cap})
@@ -162,7 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="one 2448² frame, tiny model, one timed frame per method")
+                        help="one 2448² frame, tiny model, best of 3 frames per method")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     parser.add_argument("--preset", choices=("tiny", "lite", "paper"), default="lite",
@@ -175,12 +200,13 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=376, help="default 376 (stride 1128)")
     parser.add_argument("--cap-mb", type=float, default=1500.0)
     parser.add_argument("--max-batch", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=2, help="timed frames per method and size")
+    parser.add_argument("--frames", type=int, default=3,
+                        help="timed frames per method and size; the best one counts (default 3)")
     parser.add_argument("--caps", type=float, nargs="*", default=[1000, 1500, 3000],
                         help="CUDA only: measured peak vs each cap (default 1000 1500 3000)")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.preset, args.frames = [2448], "tiny", 1
+        args.sizes, args.preset, args.frames = [2448], "tiny", 3
     logging.basicConfig(level=logging.WARNING)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -191,12 +217,14 @@ def main() -> None:
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"model {args.model or args.preset}, cap {args.cap_mb:.0f} MB")
     print("| frame | windows (patch/overlap) | batch | naive FPS | batched FPS | speedup | "
-          "naive peak MB | batched peak MB | masks agree | planner's own plan: FPS (speedup) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "CPU-time ratio | naive peak MB | batched peak MB | masks agree | "
+          "planner's own plan: FPS (speedup) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']}² ({r['source']}) | {r['windows']} ({r['patch']}/{r['overlap']}) | "
               f"{r['batch']} | {r['naive_fps']:.3f} | {r['batched_fps']:.3f} | "
-              f"{r['speedup']:.2f}× | {r['naive_peak_mb']:.0f} | {r['batched_peak_mb']:.0f} | "
+              f"{r['speedup']:.2f}× | {r['cpu_time_ratio']:.2f}× | {r['naive_peak_mb']:.0f} | "
+              f"{r['batched_peak_mb']:.0f} | "
               f"{r['mask_agreement']:.4%} | {r['planned_fps']:.3f} ({r['planned_speedup']:.2f}×):"
               f" {r['planned']} |")
     caps = cap_sweep(model, args, device) if device.type == "cuda" and args.caps else []
