@@ -81,7 +81,7 @@ def test_streamed_frame_equals_resident(stub_model):
     _, (resident, _, _) = run_plan(stub_model, image, 32, 8, 4)
     executor, (streamed, _, _) = run_plan(stub_model, image, 32, 8, 4, resident=False)
     np.testing.assert_array_equal(streamed, resident)
-    assert "frame_rows" in executor._buffers  # the band buffer was used, not the frame
+    assert "frame_rows" in executor.buffers  # the band buffer was used, not the frame
 
 
 @pytest.mark.parametrize("channels", [None, 1, 4])
@@ -101,11 +101,11 @@ def test_gray_and_rgba_frames(stub_model, channels):
 def test_buffers_are_reused_across_frames(stub_model):
     image = np.random.default_rng(4).integers(0, 256, (80, 80, 3), dtype=np.uint8)
     executor, (first, _, _) = run_plan(stub_model, image, 32, 8, 4)
-    pointers = {name: t.data_ptr() for name, t in executor._buffers.items()}
+    pointers = {name: t.data_ptr() for name, t in executor.buffers.items()}
     second, _, _ = executor.run(torch.from_numpy(image))
     np.testing.assert_array_equal(first, second)  # ring rows were zeroed after use
     executor.prepare(executor.plan)               # same plan: nothing reallocated
-    assert pointers == {name: t.data_ptr() for name, t in executor._buffers.items()}
+    assert pointers == {name: t.data_ptr() for name, t in executor.buffers.items()}
     with pytest.raises(ValueError, match="prepared for"):
         executor.run(torch.zeros(81, 80, 3, dtype=torch.uint8))
 

@@ -20,8 +20,9 @@ same size; :func:`buffer_specs` is the one description of them, used by the plan
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -119,6 +120,11 @@ class TiledExecutor:
         self.with_confidence = False
         self._buffers: dict[str, torch.Tensor] = {}
         self._batches: list[list[tuple[int, int, int]]] = []
+
+    @property
+    def buffers(self) -> Mapping[str, torch.Tensor]:
+        """Read-only view of the allocated buffers by name (see :func:`buffer_specs`)."""
+        return MappingProxyType(self._buffers)
 
     @property
     def buffer_bytes(self) -> int:
