@@ -8,8 +8,14 @@ import yaml
 
 from uhr_seg_ros.cli import main as cli_main
 from uhr_seg_ros.engine.losses import SGHRQLoss
-from uhr_seg_ros.engine.train import (ScheduleSection, TrainStep, load_train_config,
-                                      pad_to_divisor, train, train_config_from_dict)
+from uhr_seg_ros.engine.train import (
+    ScheduleSection,
+    TrainStep,
+    load_train_config,
+    pad_to_divisor,
+    train,
+    train_config_from_dict,
+)
 from uhr_seg_ros.model import SGHRQConfig, build_model, load_checkpoint
 from uhr_seg_ros.paths import config_dir
 
@@ -77,7 +83,8 @@ def test_shipped_configs_load_with_and_without_reduced(path):
 def test_paper_recipe_is_in_the_deepglobe_config():
     cfg = load_train_config(config_dir() / "train_deepglobe.yaml")
     s = cfg.schedule
-    assert (s.lr, s.momentum, s.weight_decay, s.poly_power, s.min_lr) == (0.01, 0.9, 5e-4, 0.9, 1e-4)
+    recipe = (s.lr, s.momentum, s.weight_decay, s.poly_power, s.min_lr)
+    assert recipe == (0.01, 0.9, 5e-4, 0.9, 1e-4)
     assert (cfg.data.crop_size, s.batch_size, s.iterations) == (1224, 8, 80000)
     assert cfg.model.preset == "paper"
 
@@ -121,7 +128,6 @@ def test_cli_run_and_resume_reproduce_an_uninterrupted_run(tmp_path):
     def crash_at_4(model, iteration):
         if iteration == 4:
             raise _Interrupt
-        return None
 
     with pytest.raises(_Interrupt):
         train(cfg, resumed, progress=False, validate_fn=crash_at_4)

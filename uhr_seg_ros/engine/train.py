@@ -35,14 +35,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
+from uhr_seg_ros.data.datasets import SegmentationDataset, build_dataset
 from uhr_seg_ros.data.palettes import DEEPGLOBE_CLASSES, IGNORE_INDEX
+from uhr_seg_ros.data.transforms import TrainingCrops
 from uhr_seg_ros.engine.losses import CE_HEADS, LossWeights, SGHRQLoss
 from uhr_seg_ros.engine.metrics import ConfusionMatrix
 from uhr_seg_ros.model import SGHRQ, SGHRQConfig, build_model, load_checkpoint, save_checkpoint
-from uhr_seg_ros.model.checkpoint import (CheckpointError, checkpoint_payload,
-                                          model_from_payload, read_checkpoint)
+from uhr_seg_ros.model.checkpoint import (
+    CheckpointError,
+    checkpoint_payload,
+    model_from_payload,
+    read_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +109,11 @@ class DataSection:
     cache_mb: float = 2048.0
 
     def __post_init__(self) -> None:
-        sources = tuple(s if isinstance(s, DataSource) else
-                        DataSource(s) if isinstance(s, str) else _section(DataSource, s, "data.train")
-                        for s in self.train)
+        sources = tuple(
+            s if isinstance(s, DataSource)
+            else DataSource(s) if isinstance(s, str)
+            else _section(DataSource, s, "data.train")
+            for s in self.train)
         object.__setattr__(self, "train", sources)
         if not sources:
             raise ValueError("data.train is empty: list at least one data set spec, e.g. "
@@ -135,7 +143,8 @@ class ScheduleSection:
         if self.iterations < 1 or self.batch_size < 1 or self.epoch_iterations < 1:
             raise ValueError("schedule.iterations, batch_size and epoch_iterations must be >= 1")
         if not 0 < self.min_lr <= self.lr:
-            raise ValueError(f"need 0 < schedule.min_lr <= schedule.lr, got {self.min_lr}, {self.lr}")
+            raise ValueError(f"need 0 < schedule.min_lr <= schedule.lr, got {self.min_lr}, "
+                             f"{self.lr}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"schedule.momentum must be in [0, 1), got {self.momentum}")
 
@@ -200,7 +209,8 @@ def _plain(value: Any) -> Any:
 def _section(cls: type, data: Any, where: str) -> Any:
     """Build dataclass ``cls`` from a mapping, refusing unknown keys, lists -> tuples."""
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+        # ValueError, not TypeError: this is bad user input, which the CLI reports in one line.
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")  # noqa: TRY004
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -252,7 +262,7 @@ def load_train_config(path: str | os.PathLike, reduced: bool = False,
         raise FileNotFoundError(f"training config {path} does not exist")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path} must hold a YAML mapping of sections")
+        raise ValueError(f"{path} must hold a YAML mapping of sections")  # noqa: TRY004
     try:
         return train_config_from_dict(data, reduced, overrides)
     except (TypeError, ValueError) as exc:
@@ -260,34 +270,61 @@ def load_train_config(path: str | os.PathLike, reduced: bool = False,
 
 
 # --------------------------------------------------------------------------- data pipeline
-class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` that can start mid-epoch (for exact resume) and is used in single
-    processes too (``num_replicas=1``), so both paths shuffle identically."""
+class EpochCrops(Dataset):
+    """Training crops addressed by ``(epoch, index)``.
 
-    def __init__(self, dataset: ConcatDataset, num_replicas: int, rank: int, seed: int) -> None:
+    The epoch travels with the index, so persistent DataLoader workers (and the decoded frames
+    they cache) serve every epoch; ``TrainingCrops.set_epoch`` in the main process would not
+    reach a worker's copy.
+    """
+
+    def __init__(self, crops: ConcatDataset) -> None:
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        for part in self.crops.datasets:
+            part.set_epoch(epoch)
+        return self.crops[index]
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` yielding ``(epoch, index)`` keys for :class:`EpochCrops` that can
+    start mid-epoch (exact resume); used in single processes too (``num_replicas=1``) so both
+    paths shuffle identically."""
+
+    def __init__(self, dataset: EpochCrops, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
                          drop_last=True)
         self.start = 0
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.start, None)
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, i) for i in itertools.islice(super().__iter__(), self.start, None))
 
     def __len__(self) -> int:
         return super().__len__() - self.start
 
 
+def _open_dataset(spec: str, split: str, class_names: tuple[str, ...]) -> SegmentationDataset:
+    """``build_dataset`` (``~`` and ``$VARS`` expanded) that refuses a class list mismatch."""
+    dataset = build_dataset(os.path.expandvars(os.path.expanduser(spec)), split)
+    if tuple(dataset.classes) != tuple(class_names):
+        raise ValueError(f"{spec} has classes {list(dataset.classes)} but the model is "
+                         f"configured with {list(class_names)}; set model.class_names to match")
+    return dataset
+
+
 def _training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatDataset:
     """One ``TrainingCrops`` per source, sized by weight, concatenated (one epoch of crops)."""
-    from uhr_seg_ros.data.datasets import build_dataset
-    from uhr_seg_ros.data.transforms import TrainingCrops
-
     total = cfg.schedule.epoch_iterations * cfg.schedule.batch_size
     weight_sum = sum(s.weight for s in cfg.data.train)
     parts = []
     remaining = total
     for i, source in enumerate(cfg.data.train):
-        dataset = build_dataset(os.path.expandvars(os.path.expanduser(source.spec)), "train")
-        _check_classes(dataset, class_names, source.spec)
+        dataset = _open_dataset(source.spec, "train", class_names)
         last = i == len(cfg.data.train) - 1
         count = remaining if last else max(1, round(total * source.weight / weight_sum))
         remaining -= count
@@ -300,23 +337,13 @@ def _training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatDat
 
 
 def _validation_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatDataset | None:
-    from uhr_seg_ros.data.datasets import build_dataset
-    from uhr_seg_ros.data.transforms import TrainingCrops
-
     parts = []
     for spec in cfg.data.val:
-        dataset = build_dataset(os.path.expandvars(os.path.expanduser(spec)), "val")
-        _check_classes(dataset, class_names, spec)
-        parts.append(TrainingCrops(dataset, cfg.data.val_crop_size, cfg.data.val_crops,
+        parts.append(TrainingCrops(_open_dataset(spec, "val", class_names),
+                                   cfg.data.val_crop_size, cfg.data.val_crops,
                                    seed=cfg.run.seed + 1000, scale_range=(1.0, 1.0),
                                    cache_mb=cfg.data.cache_mb))
     return ConcatDataset(parts) if parts else None
-
-
-def _check_classes(dataset: Any, class_names: tuple[str, ...], spec: str) -> None:
-    if tuple(dataset.classes) != tuple(class_names):
-        raise ValueError(f"{spec} has classes {list(dataset.classes)} but the model is "
-                         f"configured with {list(class_names)}; set model.class_names to match")
 
 
 def pad_to_divisor(images: torch.Tensor, labels: torch.Tensor,
@@ -559,9 +586,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
         torch.manual_seed(cfg.run.seed + ctx.rank)
 
     crops = _training_crops(cfg, class_names)
-    sampler = ResumableSampler(crops, ctx.world, ctx.rank, cfg.run.seed)
+    sampler = ResumableSampler(EpochCrops(crops), ctx.world, ctx.rank, cfg.run.seed)
     # A private generator: creating loader iterators must not consume the global RNG (dropout).
-    loader_rng = torch.Generator().manual_seed(cfg.run.seed)
+    loader = DataLoader(sampler.dataset, batch_size=per_process_batch, sampler=sampler,
+                        num_workers=cfg.data.workers, persistent_workers=cfg.data.workers > 0,
+                        drop_last=True, pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(cfg.run.seed))
     val_crops = _validation_crops(cfg, class_names) if ctx.main and validate_fn is None else None
     if validate_fn is None and val_crops is not None:
         def validate_fn(m: SGHRQ, it: int) -> tuple[float, list[float]]:
@@ -587,13 +617,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
     for iteration in range(start, sched_cfg.iterations):
         epoch, position = divmod(iteration, sched_cfg.epoch_iterations)
         if batches is None or position == 0:
-            for part in crops.datasets:
-                part.set_epoch(epoch)
             sampler.set_epoch(epoch)
             sampler.start = position * per_process_batch
-            batches = iter(DataLoader(crops, batch_size=per_process_batch, sampler=sampler,
-                                      num_workers=cfg.data.workers, drop_last=True,
-                                      pin_memory=device.type == "cuda", generator=loader_rng))
+            batches = iter(loader)
         images, labels = next(batches)
         images, labels = pad_to_divisor(images.to(device, non_blocking=True),
                                         labels.to(device, non_blocking=True))

@@ -1,4 +1,4 @@
-"""Encoders of the two image branches: ResNet-18 V1c (semantic) and STDC1's early stages (shallow)."""
+"""Encoders of the two image branches: ResNet-18 V1c (semantic), STDC1's early stages (shallow)."""
 
 from __future__ import annotations
 

@@ -136,7 +136,8 @@ def model_from_payload(payload: Any, source: str = "checkpoint") -> SGHRQ:
     if problems:
         raise CheckpointError(f"{source} does not match the SGHRQ architecture its config "
                               f"describes: {'; '.join(problems)}")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f"{source} holds NaN/inf weights in {bad[:5]}; the training run "
                               "that wrote it diverged")

@@ -136,7 +136,8 @@ class SGHRQConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> SGHRQConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused (a typo must not pass silently)."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"model config must be a mapping, got {type(data).__name__}")
+            kind = type(data).__name__
+            raise ValueError(f"model config must be a mapping, got {kind}")  # noqa: TRY004
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

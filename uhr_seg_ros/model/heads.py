@@ -26,7 +26,8 @@ class ASPPHead(nn.Module):
         )
         concat = channels * (len(dilations) + 1)
         self.bottleneck = ConvBNReLU(concat, bottleneck, 3)
-        self.classifier = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(bottleneck, num_classes, 1))
+        self.classifier = nn.Sequential(nn.Dropout2d(dropout),
+                                        nn.Conv2d(bottleneck, num_classes, 1))
         self.to_embedding = ConvBNReLU(concat, query_channels, kernel=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,7 +72,8 @@ class MemoryBank(nn.Module):
         weighted = torch.zeros_like(old).index_add_(0, labels, dissim[:, None] * feats)
         # All features equal to the prototype (sum of 1 - cos = 0): their mean is the fair answer.
         degenerate = dissim_sum <= 1e-12
-        weighted = torch.where(degenerate[:, None], mean, weighted / dissim_sum.clamp_min(1e-12)[:, None])
+        weighted = torch.where(degenerate[:, None], mean,
+                               weighted / dissim_sum.clamp_min(1e-12)[:, None])
         moved = self.momentum * old + (1.0 - self.momentum) * weighted
         candidate = torch.where(self.initialised[:, None], moved, mean)
         present = (count > 0).float()

@@ -27,7 +27,8 @@ def nearest_cells(query_size: int, source_size: int,
     (float32, ``(query_size,)``): ``(q_i - centre of the chosen cell) * source_size``, in
     ``[-1, 1]`` (the offset measured in half source cells, as in LIIF).
     """
-    q = (2.0 * torch.arange(query_size, device=device, dtype=torch.float32) + 1.0) / query_size - 1.0
+    cells = torch.arange(query_size, device=device, dtype=torch.float32)
+    q = (2.0 * cells + 1.0) / query_size - 1.0
     pos = ((q + 1.0) * source_size - 1.0) / 2.0
     index = pos.round().clamp(0, source_size - 1).long()
     centre = (2.0 * index.float() + 1.0) / source_size - 1.0
