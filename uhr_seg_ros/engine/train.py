@@ -683,9 +683,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
                      sched_cfg.iterations)
         # SyncBatchNorm keeps BatchNorm's state-dict keys: the file loads into plain SGHRQ.
         palette = [list(colour) for colour in crops.datasets[0].dataset.palette]
-        save_checkpoint(model_path, model, half=True, inference_only=True,
-                        palette=palette, training=_training_meta(cfg, ctx, last_loss,
-                                                                       val_miou, run_start))
+        meta = _training_meta(cfg, ctx, last_loss, val_miou, run_start)
+        save_checkpoint(model_path, model, half=True, inference_only=True, palette=palette,
+                        training=meta)
         log.info("wrote %s (fp16 inference weights) and %s (resumable state)", model_path,
                  state_path)
     if logs is not None:
