@@ -20,6 +20,9 @@ def test_round_trip_gives_identical_outputs_and_a_frozen_eval_model(tiny_model, 
     assert loaded.config == tiny_model.config
     assert not loaded.training and loaded.memory.frozen
     assert not any(p.requires_grad for p in loaded.parameters())
+    assert loaded.train_heads is None  # inference graph only, whatever the file holds
+    with pytest.raises(RuntimeError, match="without its training heads"):
+        loaded.forward_train(patches)
     assert loaded.meta["training"] == {"iterations": 7}
     assert loaded.meta["class_names"] == list(tiny_model.config.class_names)
     assert torch.equal(loaded.memory.prototypes, tiny_model.memory.prototypes)

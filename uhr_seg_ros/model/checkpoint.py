@@ -103,8 +103,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
 
 
-def model_from_payload(payload: Any, source: str = "checkpoint") -> SGHRQ:
-    """Build an :class:`SGHRQ` from a checkpoint dict (train mode; nothing frozen)."""
+def model_from_payload(payload: Any, source: str = "checkpoint",
+                       training_heads: bool = True) -> SGHRQ:
+    """Build an :class:`SGHRQ` from a checkpoint dict (train mode; nothing frozen).
+
+    With ``training_heads=False`` the heads' weights in the file are ignored and not built.
+    """
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{source} is not an SGHRQ checkpoint of this package (no format tag {FORMAT!r}); "
@@ -123,7 +127,9 @@ def model_from_payload(payload: Any, source: str = "checkpoint") -> SGHRQ:
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source} has an invalid model config: {exc}") from None
 
-    model = build_model(config)
+    model = build_model(config, training_heads)
+    if not training_heads:
+        state = {k: v for k, v in state.items() if not k.startswith(TRAIN_HEADS_PREFIX)}
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     missing = sorted(k for k in set(expected) - set(state)
@@ -148,12 +154,14 @@ def model_from_payload(payload: Any, source: str = "checkpoint") -> SGHRQ:
 
 def load_checkpoint(path: str | os.PathLike,
                     map_location: str | torch.device = "cpu") -> SGHRQ:
-    """Rebuild the model stored in ``path``: eval mode, memory bank frozen, no gradients.
+    """Rebuild the inference model stored in ``path``: eval mode, memory bank frozen, no
+    gradients, no training heads (``model.train_heads is None``).
 
     Raises :class:`CheckpointError` (a ``ValueError``) for a corrupt, truncated, foreign or
     code-carrying file and ``FileNotFoundError`` for a missing one. fp16 files load as fp32.
     """
-    model = model_from_payload(read_checkpoint(path, map_location), source=str(path))
+    model = model_from_payload(read_checkpoint(path, map_location), source=str(path),
+                               training_heads=False)
     model.freeze_memory_bank()
     model.requires_grad_(False)
     return model.eval().to(map_location)

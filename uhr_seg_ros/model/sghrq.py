@@ -38,7 +38,7 @@ class SGHRQ(nn.Module):
     #: Patch sides must be multiples of this: downscale 4 x ResNet output stride 8.
     size_divisor: int = 32
 
-    def __init__(self, config: SGHRQConfig) -> None:
+    def __init__(self, config: SGHRQConfig, training_heads: bool = True) -> None:
         super().__init__()
         c = config
         self.config = c
@@ -58,8 +58,9 @@ class SGHRQ(nn.Module):
         self.memory = MemoryBank(c.num_classes, c.memory_dim, c.stdc_widths[3], c.memory_momentum)
         # Query module.
         self.query = HighResQuery(c.query_channels, c.num_classes, c.pe_frequencies, c.mlp_widths)
-        # Never called by forward(); dropped from deployment checkpoints.
-        self.train_heads = TrainingHeads(c)
+        # Never called by forward(); dropped from deployment checkpoints and from models loaded
+        # for inference (so exports do not carry their weights either).
+        self.train_heads = TrainingHeads(c) if training_heads else None
 
     # ------------------------------------------------------------------------------- inference
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,10 @@ class SGHRQ(nn.Module):
         ``semantic_features`` (layer 4, stride 32); ``fcn``; ``sr``/``sr_target`` (stride 2);
         ``affinity_shallow``/``affinity_semantic`` (stride 32).
         """
+        if self.train_heads is None:
+            raise RuntimeError("this model was built for inference without its training heads; "
+                               "train a model from build_model(config) (load weights into it "
+                               "with load_state_dict(..., strict=False))")
         out = self._branches(x, labels=labels)
         out.update(self.train_heads(out.pop("image"), out.pop("layer3"), out.pop("embedding"),
                                     out.pop("feat8"), out.pop("feat16")))
@@ -131,14 +136,15 @@ class SGHRQ(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """``{"inference": n, "training_heads": m}`` parameter counts."""
-        heads = sum(p.numel() for p in self.train_heads.parameters())
+        heads = sum(p.numel() for p in self.train_heads.parameters()) if self.train_heads else 0
         return {"inference": sum(p.numel() for p in self.parameters()) - heads,
                 "training_heads": heads}
 
 
-def build_model(config: SGHRQConfig) -> SGHRQ:
-    """A randomly initialised :class:`SGHRQ` (train mode, bank empty and writable)."""
+def build_model(config: SGHRQConfig, training_heads: bool = True) -> SGHRQ:
+    """A randomly initialised :class:`SGHRQ` (train mode, bank empty and writable);
+    ``training_heads=False`` builds the inference graph only."""
     if not isinstance(config, SGHRQConfig):
         raise TypeError(f"build_model needs an SGHRQConfig, got {type(config).__name__}; "
                         "use SGHRQConfig.from_dict(...) for a dict")
-    return SGHRQ(config)
+    return SGHRQ(config, training_heads)
