@@ -1,4 +1,5 @@
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,12 @@ def test_cli_run_and_resume_reproduce_an_uninterrupted_run(tmp_path):
     torch.testing.assert_close(state_b["optimizer"]["state"][0]["momentum_buffer"], momentum_a,
                                rtol=1e-5, atol=1e-6)
     assert state_b["scheduler"]["last_epoch"] == 6
+
+
+@pytest.mark.gpu
+def test_amp_training_on_cuda_writes_a_loadable_model(tmp_path):
+    cfg = train_config_from_dict(TINY_RUN, overrides=["run.device=cuda", "run.amp=true",
+                                                      "schedule.iterations=2"])
+    result = train(cfg, tmp_path, progress=False)
+    model = load_checkpoint(result.model_path)
+    assert model.memory.initialised.any() and math.isfinite(result.final_loss)

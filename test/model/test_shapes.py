@@ -69,3 +69,14 @@ def test_size_divisor_and_lite_budget():
     counts = build_model(SGHRQConfig.lite()).parameter_counts()
     assert 2_000_000 < counts["inference"] <= 5_000_000
     assert 0 < counts["training_heads"] < counts["inference"] // 10
+
+
+def test_reduced_precision_autocast_keeps_the_graph_working(tiny_model, patches):
+    """Coordinates stay fp32 inside; the concat takes the features' dtype (bf16 on CPU here,
+    fp16 on CUDA)."""
+    with torch.no_grad():
+        reference = tiny_model(patches)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = tiny_model(patches)
+    assert low.shape == reference.shape and torch.isfinite(low).all()
+    assert (low.float().argmax(1) == reference.argmax(1)).float().mean() > 0.8
