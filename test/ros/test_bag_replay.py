@@ -10,13 +10,13 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from rosbags.rosbag2 import Reader, Writer  # noqa: E402
-from rosbags.typesys import Stores, get_typestore  # noqa: E402
+from rosbags.rosbag2 import Reader, Writer
+from rosbags.typesys import Stores, get_typestore
 
-from uhr_seg_ros.cli import main as cli_main  # noqa: E402
-from uhr_seg_ros.model import load_checkpoint  # noqa: E402
-from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings  # noqa: E402
-from uhr_seg_ros.ros.bag_replay import STORAGES, mask_topic_for, replay_bag  # noqa: E402
+from uhr_seg_ros.cli import main as cli_main
+from uhr_seg_ros.model import load_checkpoint
+from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+from uhr_seg_ros.ros.bag_replay import STORAGES, mask_topic_for, replay_bag
 
 TYPES = get_typestore(Stores.LATEST)
 Time = TYPES.types["builtin_interfaces/msg/Time"]
@@ -77,7 +77,7 @@ def recorded_bag(tmp_path: Path, request) -> tuple[Path, dict[str, list]]:
             writer.write(compressed, t + i, _compressed(i, _jpeg(h, w, i)))
             expected[COMPRESSED].append((t + i, i, h, w))
         writer.write(raw, t + 20, _raw(20, 48, 64)[:-100])               # truncated CDR
-        writer.write(compressed, t + 21, _compressed(21, b"\xff\xd8 not a jpeg"))
+        writer.write(compressed, t + 21, _compressed(21, b"neither JPEG nor PNG"))
         broken = Image(header=_header(22), height=48, width=64, encoding="rgb8",
                        is_bigendian=0, step=64 * 3, data=np.zeros(100, np.uint8))
         writer.write(raw, t + 22, TYPES.serialize_cdr(broken, Image.__msgtype__))
@@ -105,6 +105,7 @@ def _read_masks(bag: Path) -> dict[str, list]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recorded_bag", ["mcap", "sqlite3"], indirect=True)
 def test_replay_writes_one_mask_per_good_frame_with_its_stamp(recorded_bag, segmenter, tmp_path):
     in_bag, expected = recorded_bag
@@ -153,6 +154,7 @@ def test_mask_topic_names():
     assert mask_topic_for("/cam/image_raw/compressed") == "/cam/image_raw/mask"
 
 
+@pytest.mark.slow
 def test_cli_replays_with_a_checkpoint(recorded_bag, tiny_checkpoint, tmp_path, capsys):
     in_bag, expected = recorded_bag
     out_bag = tmp_path / "cli_out"

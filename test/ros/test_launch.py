@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import pytest
 
-launch_testing = pytest.importorskip("launch_testing")
+pytest.importorskip("launch_testing")
 pytest.importorskip("launch_ros")
 
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import unittest  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+import unittest
+from pathlib import Path
 
-import cv2  # noqa: E402
-import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
-import numpy as np  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.actions import IncludeLaunchDescription  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+import cv2
+import launch_testing.actions
+import launch_testing.asserts
+import numpy as np
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+import launch
 
 NAMESPACE = "uhr_seg_launch_test"
 NUM_CLASSES = 6

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 LOGGER = logging.getLogger("uhr-seg.demo")
 NAMESPACE = "/uhr_seg"
@@ -56,33 +56,37 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def start_ros_process(module: str, ros_args: Sequence[str], log_path: Path,
-                      env: Mapping[str, str]) -> subprocess.Popen:
-    """``python -m module --ros-args ...`` with stdout and stderr going to ``log_path``."""
-    log_file: IO[Any] = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process
-    process = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
-                               stdout=log_file, stderr=subprocess.STDOUT, env=dict(env))
-    process.log_file = log_file  # type: ignore[attr-defined]
-    return process
+class RosProcess:
+    """``python -m module --ros-args ...`` as a child process, its output kept in ``log_path``."""
 
+    def __init__(self, module: str, ros_args: Sequence[str], log_path: Path,
+                 env: Mapping[str, str]) -> None:
+        self.name = module.rsplit(".", 1)[-1]
+        self.log_path = log_path
+        self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
+        self.popen = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
+                                      stdout=self._log_file, stderr=subprocess.STDOUT,
+                                      env=dict(env))
 
-def stop_process(process: subprocess.Popen) -> int:
-    """SIGINT (a clean rclpy shutdown), then SIGKILL after STOP_TIMEOUT_S; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    process.log_file.close()  # type: ignore[attr-defined]
-    return process.returncode
+    def running(self) -> bool:
+        return self.popen.poll() is None
 
+    def stop(self) -> int:
+        """SIGINT (a clean rclpy shutdown), SIGKILL after STOP_TIMEOUT_S; the exit code."""
+        if self.running():
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log_file.close()
+        return self.popen.returncode
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a process log, indented for the terminal."""
-    text = path.read_text(errors="replace").splitlines()[-lines:] if path.is_file() else []
-    return "\n".join("    " + line for line in text) or "    (empty log)"
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines of the log, indented for the terminal."""
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join("    " + line for line in text) or "    (empty log)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,31 +106,31 @@ def run(args: argparse.Namespace) -> int:
 
     # The profile must be in this process's environment before rclpy creates a participant.
     os.environ.update(profile_variables(os.environ))
-    node = start_ros_process(
+    node = RosProcess(
         "uhr_seg_ros.seg_node",
         ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={IMAGE_TOPIC}",
          "-p", f"model_path:={model.resolve()}", "-p", f"backend_order:=[{','.join(backends)}]"],
         args.out / "seg_node.log", os.environ)
-    camera = start_ros_process(
+    camera = RosProcess(
         "uhr_seg_ros.ros.demo_source",
         ["-r", f"image:={IMAGE_TOPIC}", "-p", f"source:={args.source}",
          "-p", f"rate_hz:={args.rate}"],
         args.out / "demo_source.log", os.environ)
-    processes = {"seg_node": node, "demo_source": camera}
+    processes = (node, camera)
     try:
         failure = _collect(args, processes)
     finally:
-        codes = {name: stop_process(p) for name, p in processes.items()}
+        codes = [p.stop() for p in processes]
     if failure:
         LOGGER.error("%s", failure)
-        for name in processes:
-            LOGGER.error("%s (exit %s), end of %s:\n%s", name, codes[name],
-                         args.out / f"{name}.log", log_tail(args.out / f"{name}.log"))
+        for process, code in zip(processes, codes):
+            LOGGER.error("%s (exit %s), end of %s:\n%s", process.name, code, process.log_path,
+                         process.log_tail())
         return 1
     return 0
 
 
-def _collect(args: argparse.Namespace, processes: Mapping[str, subprocess.Popen]) -> str:
+def _collect(args: argparse.Namespace, processes: Sequence[RosProcess]) -> str:
     """Write ``args.frames`` colour masks and print the stats; the failure message or ''."""
     import cv2
     import rclpy
@@ -164,7 +168,7 @@ def _collect(args: argparse.Namespace, processes: Mapping[str, subprocess.Popen]
             if time.monotonic() > deadline:
                 return (f"only {len(masks)} of {args.frames} masks arrived within "
                         f"{args.timeout:.0f} s; raise --timeout on a slow machine")
-            exited = [name for name, p in processes.items() if p.poll() is not None]
+            exited = [p.name for p in processes if not p.running()]
             if exited:
                 return f"{' and '.join(exited)} exited before the masks arrived"
             executor.spin_once(timeout_sec=0.1)
