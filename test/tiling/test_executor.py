@@ -136,3 +136,15 @@ def test_executor_memory_is_bounded_by_the_plan(pixel_stub_model, side):
     frame[::7, ::3] = 200
     peak = cpu_peak_bytes(lambda: executor.run(frame))
     assert peak <= memory.predict(plan.batch, plan.patch) + MB
+
+
+def test_sghrq_mask_equals_reference():
+    """The real network (tiny, random init) through batched, overlapping, padded windows."""
+    from uhr_seg_ros.model import SGHRQConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.tiny(3)).eval()
+    image = np.random.default_rng(5).integers(0, 256, (90, 100, 3), dtype=np.uint8)
+    expected = reference_logits(model, image, 64, 16).argmax(0).numpy()
+    _, (mask, _, _) = run_plan(model, image, 64, 16, 4)
+    np.testing.assert_array_equal(mask, expected)
