@@ -31,7 +31,7 @@ from uhr_seg_ros.tiling import (
     model_identity,
     plan_tiles,
 )
-from uhr_seg_ros.tiling.memory_model import QUICK_POINTS
+from uhr_seg_ros.tiling.memory_model import CUDA_QUICK_POINTS, QUICK_POINTS
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,15 @@ TENSORRT_PATCH_SIZES: tuple[int, ...] = (512, 1024)
 
 
 def calibration_points(backend: Backend, patch_size: int | None,
-                       default: tuple[tuple[int, int], ...] = QUICK_POINTS
+                       default: tuple[tuple[int, int], ...] | None = None
                        ) -> tuple[tuple[int, int], ...]:
-    """``(batch, patch)`` shapes to measure: ``default``, except that TensorRT can only run the
-    patch sizes it built engines for (batch 1 and its largest batch of each)."""
+    """``(batch, patch)`` shapes to measure: ``default`` (None: the quick start-up set for the
+    backend's device), except that TensorRT can only run the patch sizes it built engines for
+    (batch 1 and its largest batch of each)."""
     if backend.name != "tensorrt":
-        return default
+        if default is not None:
+            return default
+        return CUDA_QUICK_POINTS if backend.device.type == "cuda" else QUICK_POINTS
     patches = TENSORRT_PATCH_SIZES if patch_size is None else (patch_size,)
     return tuple(sorted({(b, p) for p in patches for b in (1, backend.max_batch)}))
 

@@ -29,9 +29,12 @@ from uhr_seg_ros.backends.base import Backend
 
 log = logging.getLogger(__name__)
 
-#: ``(batch, patch)`` shapes measured by default: small enough to run at start-up on a CPU,
-#: two patch sizes and two batch sizes so that the per-pixel slope is well determined.
+#: ``(batch, patch)`` shapes measured at start-up when no stored model matches: small enough
+#: for a CPU, two patch sizes and two batch sizes so that the per-pixel slope is well determined.
 QUICK_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256))
+#: The same on a GPU, where a forward takes milliseconds: closer to the patches actually planned,
+#: so less is extrapolated (cuDNN workspaces are not exactly linear in the pixel count).
+CUDA_QUICK_POINTS: tuple[tuple[int, int], ...] = ((1, 256), (1, 512), (1, 1024), (2, 1024))
 #: Shapes measured by ``uhr-seg calibrate`` (covers the planner's usual choices on a GPU).
 FULL_POINTS: tuple[tuple[int, int], ...] = (
     (1, 256), (1, 512), (2, 512), (1, 1024), (2, 1024), (4, 1024), (1, 1536),
