@@ -215,6 +215,9 @@ class TiledExecutor:
         plan, buf = self.plan, self._buffers
         tile_h, channels = plan.grid.tile_height, frame.shape[2]
         if plan.frame_resident:
+            if "frame" not in buf:  # CPU executor: use the frame in place (a GPU tensor: copy)
+                resident = frame.to(self.device)
+                return lambda y: resident[y:y + tile_h]
             if frame.device == self.device:
                 return lambda y: frame[y:y + tile_h]
             staged = buf["frame"][..., :channels]
