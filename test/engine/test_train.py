@@ -12,6 +12,7 @@ from uhr_seg_ros.engine.losses import SGHRQLoss
 from uhr_seg_ros.engine.train import (
     ScheduleSection,
     TrainStep,
+    _make_optimizer,
     load_train_config,
     pad_to_divisor,
     train,
@@ -70,6 +71,18 @@ def test_poly_schedule_and_padding():
     images, labels = pad_to_divisor(torch.ones(1, 3, 40, 64), torch.zeros(1, 40, 64).long())
     assert images.shape == (1, 3, 64, 64) and labels.shape == (1, 64, 64)
     assert (labels[:, 40:] == 255).all() and (images[:, :, 40:] == 0).all()
+
+
+def test_optimizer_choice_follows_the_schedule():
+    model = torch.nn.Linear(2, 2)
+    sgd = _make_optimizer(model, ScheduleSection(lr=0.01, momentum=0.9, weight_decay=5e-4))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    adamw = _make_optimizer(model, ScheduleSection(optimizer="adamw", lr=2e-3, momentum=0.8,
+                                                   weight_decay=0.01, min_lr=1e-5))
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.defaults["betas"] == (0.8, 0.999) and adamw.defaults["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="optimizer"):
+        ScheduleSection(optimizer="adam")
 
 
 @pytest.mark.parametrize("path", sorted(config_dir().glob("train_*.yaml")), ids=lambda p: p.name)
