@@ -1,5 +1,7 @@
 """Segmenter: the object every adapter holds (tiny random-init SGHRQ on the CPU)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,16 @@ def test_tensor_and_array_inputs_agree(segmenter):
     from_flipped_view = segmenter.segment(image[:, ::-1][:, ::-1]).mask
     np.testing.assert_array_equal(from_array, from_tensor)
     np.testing.assert_array_equal(from_array, from_flipped_view)
+
+
+def test_read_only_message_buffers_are_accepted_silently(segmenter):
+    image = np.random.default_rng(3).integers(0, 256, (70, 80, 3), dtype=np.uint8)
+    expected = segmenter.segment(image).mask
+    read_only = np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(image.shape)
+    assert not read_only.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(segmenter.segment(read_only).mask, expected)
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +116,10 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
                              f"shape {image.shape}; convert BGR/other layouts at the adapter")
         if any(stride < 0 for stride in channels_last.strides):
             channels_last = np.ascontiguousarray(channels_last)
-        tensor = torch.from_numpy(channels_last)
+        with warnings.catch_warnings():
+            # Message buffers arrive read-only; the executor only ever reads the frame.
+            warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
+            tensor = torch.from_numpy(channels_last)
     elif isinstance(image, torch.Tensor):
         if image.dim() == 3 and image.shape[0] in (1, 3, 4):
             tensor = image.permute(1, 2, 0)
@@ -169,9 +173,8 @@ class Segmenter:
         self._plans: dict[tuple[int, int], TilePlan] = {}
         self._warmed: set[tuple[int, int]] = set()
         self._active_size: tuple[int, int] | None = None  # frame size the executor holds
-        self._allowed_patches = (tuple(TENSORRT_PATCH_SIZES if settings.patch_size is None
-                                       else (settings.patch_size,))
-                                 if backend.name == "tensorrt" else None)
+        # Engines exist only for the patch sizes they were built for; None = any size.
+        self._allowed_patches = tuple(backend.patch_sizes) if backend.patch_sizes else None
 
     @classmethod
     def from_settings(cls, settings: SegmenterSettings, model: nn.Module | None = None
