@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from uhr_seg_ros.paths import shared_data_dir  # noqa: E402
+from uhr_seg_ros.paths import shared_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,20 @@ def deepglobe_dir(shared_data: Path) -> Path:
     if not any(path.glob("*_sat.jpg")):
         pytest.skip("no DeepGlobe tiles in ../shared/data/deepglobe")
     return path
+
+
+@pytest.fixture
+def tiny_model():
+    """A tiny 3-class SGHRQ in eval mode with a non-trivial (random, initialised) memory bank."""
+    import torch
+
+    from uhr_seg_ros.model import SGHRQConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.tiny(num_classes=3))
+    model.memory.prototypes.normal_()
+    model.memory.initialised.fill_(True)
+    return model.eval()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -24,6 +24,10 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
         rclpy.try_shutdown()
         return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # Ctrl-C or a launch shutdown arrived while the model was loading
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -1,23 +1,11 @@
-"""Fixtures of the backends room: a tiny SGHRQ network and a small batch of patches."""
+"""Fixtures of the backends room: a small batch of patches (tiny_model is in test/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from uhr_seg_ros.model import SGHRQ, SGHRQConfig, build_model
-
 PATCH = 64
-
-
-@pytest.fixture
-def tiny_model() -> SGHRQ:
-    """A tiny 3-class network in eval mode with a non-trivial memory bank."""
-    torch.manual_seed(0)
-    model = build_model(SGHRQConfig.tiny(num_classes=3))
-    model.memory.prototypes.normal_()
-    model.memory.initialised.fill_(True)
-    return model.eval()
 
 
 @pytest.fixture

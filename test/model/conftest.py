@@ -1,21 +1,9 @@
-"""Fixtures of the model room: tiny SGHRQ networks (milliseconds per forward on CPU)."""
+"""Fixtures of the model room (tiny_model, shared with other rooms, is in test/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-from uhr_seg_ros.model import SGHRQ, SGHRQConfig, build_model
-
-
-@pytest.fixture
-def tiny_model() -> SGHRQ:
-    """A tiny 3-class network in eval mode with a non-trivial memory bank."""
-    torch.manual_seed(0)
-    model = build_model(SGHRQConfig.tiny(num_classes=3))
-    model.memory.prototypes.normal_()
-    model.memory.initialised.fill_(True)
-    return model.eval()
 
 
 @pytest.fixture
