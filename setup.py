@@ -33,6 +33,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         _share("launch", ["*.py"]),
         _share("config", ["*.yaml", "*.xml"]),
+        _share("config/memory_models", ["*.json"]),
         _share("models", ["*.pt", "*.md", "*.yaml", "*.json", "*.png", "*.jpg"]),
     ],
     install_requires=[
