@@ -45,7 +45,8 @@ def test_colorize_refuses_mismatched_inputs():
 
 
 def test_palette_lut_is_a_private_copy():
-    lut = palette_lut(DEEPGLOBE_PALETTE)
+    lut = palette_lut(DEEPGLOBE_PALETTE, ignore_color=(9, 9, 9))
+    assert lut.shape == (256, 3) and (lut[6:] == 9).all()
     lut[0] = (1, 2, 3)
     assert (palette_lut(DEEPGLOBE_PALETTE)[0] == DEEPGLOBE_PALETTE[0]).all()
 

@@ -34,7 +34,7 @@ def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
 
 def palette_lut(palette, ignore_color=(0, 0, 0)) -> np.ndarray:
     """A ``(256, 3)`` uint8 lookup table: class id → colour, every other id → ``ignore_color``."""
-    return _palette_lut(_as_key(palette), tuple(int(c) for c in ignore_color)).copy()
+    return _palette_lut(_as_key(palette), tuple(int(c) for c in ignore_color)).reshape(256, 3).copy()
 
 
 def _as_key(palette) -> tuple[tuple[int, int, int], ...]:
