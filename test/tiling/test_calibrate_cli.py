@@ -30,3 +30,13 @@ def test_calibrate_then_segment_with_the_stored_model(tmp_path):
     out.write_text(json.dumps(foreign))
     with pytest.raises(ValueError, match="re-run `uhr-seg calibrate`"):
         Segmenter.from_settings(settings)
+
+
+def test_calibrate_measures_no_batch_above_max_batch(tmp_path):
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
+    out = tmp_path / "mm.json"
+    assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint), "--max-batch", "1",
+                 "--out", str(out)]) == 0
+    batches = [batch for batch, _, _ in MemoryModel.load(out).points]
+    assert batches and max(batches) == 1

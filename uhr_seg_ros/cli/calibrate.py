@@ -19,9 +19,6 @@ from pathlib import Path
 
 LOGGER = logging.getLogger("uhr-seg.calibrate")
 
-#: Shapes measured on the CPU (the GPU set goes to patch 1536, which is slow on a CPU).
-CPU_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256), (1, 512), (2, 512))
-
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -36,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=4,
                         help="largest batch to measure (default 4)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="JSON to write (default config/memory_models/<model>_<device>.json)")
+                        help="JSON to write (default "
+                             "config/memory_models/<model>_<device>_<precision>.json)")
     parser.set_defaults(func=run)
     return parser
 
@@ -46,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.paths import config_dir
     from uhr_seg_ros.pipeline import SegmenterSettings, calibration_points, resolve_model
     from uhr_seg_ros.tiling import calibrate, model_identity
-    from uhr_seg_ros.tiling.memory_model import FULL_POINTS
+    from uhr_seg_ros.tiling.memory_model import CPU_FULL_POINTS, FULL_POINTS
 
     model = resolve_model(SegmenterSettings(model_path=args.model))
     backend = create_backend(model, (args.device,), precision=args.precision,
                              max_batch=args.max_batch)
-    default = CPU_POINTS if backend.device.type == "cpu" else FULL_POINTS
+    shapes = CPU_FULL_POINTS if backend.device.type == "cpu" else FULL_POINTS
+    default = tuple((batch, patch) for batch, patch in shapes if batch <= args.max_batch)
     points = calibration_points(backend, None, default)
     precision = getattr(backend, "precision", "fp32")
     LOGGER.info("measuring %d shapes on %s", len(points), backend.describe())

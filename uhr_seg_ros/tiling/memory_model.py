@@ -39,6 +39,8 @@ CUDA_QUICK_POINTS: tuple[tuple[int, int], ...] = ((1, 256), (1, 512), (1, 1024),
 FULL_POINTS: tuple[tuple[int, int], ...] = (
     (1, 256), (1, 512), (2, 512), (1, 1024), (2, 1024), (4, 1024), (1, 1536),
 )
+#: Shapes measured by ``uhr-seg calibrate`` on a CPU (patch 1536 is too slow there).
+CPU_FULL_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256), (1, 512), (2, 512))
 
 
 @dataclass
