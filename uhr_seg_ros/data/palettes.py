@@ -77,7 +77,7 @@ def colorize(mask: np.ndarray, palette, image: np.ndarray | None = None,
                            1.0 - float(alpha), 0.0)
 
 
-def rgb_to_class(rgb: np.ndarray, palette, unknown_color=None) -> np.ndarray:
+def rgb_to_class(rgb: np.ndarray, palette, unknown_color=None) -> tuple[np.ndarray, float]:
     """Map a colour-coded label picture ``H×W×3`` to class ids; unlisted colours → IGNORE_INDEX.
 
     Returns ``(labels, unknown_fraction)`` where ``unknown_fraction`` counts pixels whose colour is
