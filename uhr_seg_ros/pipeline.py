@@ -97,7 +97,8 @@ class SegmentationResult:
     #: the tile plan this frame ran with
     plan: TilePlan
     #: CUDA: measured peak (``max_memory_allocated`` + backend external bytes) during the call;
-    #: CPU: held weights + the measured forward peak + the executor's tracked buffers
+    #: CPU (nothing to measure per frame): held weights + the memory model's bound for the
+    #: plan's (batch, patch) + the executor's tracked buffers
     peak_memory_mb: float
     #: per-class names, index = class id
     class_names: tuple[str, ...] = field(default_factory=tuple)
