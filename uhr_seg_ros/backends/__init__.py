@@ -42,7 +42,9 @@ class BackendOptions:
     patch_sizes: tuple[int, ...] = (1024,)
     #: where serialized TensorRT engines are cached (None: ``~/.cache/uhr_seg_ros/engines``)
     engine_cache_dir: Path | None = None
-    #: sha256 of the checkpoint file, part of the engine cache key (None: hash of the weights)
+    #: weights identity in the engine cache key (None: ``weights_sha256(model)``, which
+    #: ``uhr-seg export`` and the node both use, so they share cached engines; pass a
+    #: checkpoint *file* hash only if every builder of the cache does the same)
     checkpoint_hash: str | None = None
     #: eager CUDA: capture CUDA graphs at warm-up (see :class:`EagerBackend`)
     cuda_graphs: bool = True
