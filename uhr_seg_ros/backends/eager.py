@@ -39,7 +39,8 @@ class EagerBackend(Backend):
         backend stays eager;
       * ``torch_compile=True`` wraps the network in ``torch.compile`` (fused kernels; costs
         minutes of start-up, so off by default).
-    On CPU everything runs fp32 eagerly: fp16 convolutions are slow there.
+    On CPU everything runs fp32 eagerly (fp16 convolutions are slow there), weights also
+    ``channels_last``.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
@@ -53,9 +54,9 @@ class EagerBackend(Backend):
         self.name = device.type
         self.precision = precision if on_cuda else "fp32"
         self.cuda_graphs = cuda_graphs and on_cuda
-        self.model = model.eval().to(device)
-        if on_cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels_last on both devices: tensor-core fp16 convolutions on CUDA, and oneDNN's
+        # blocked kernels on x86 CPUs (lite, 2×1024², cpu2: 0.59 s instead of 0.81 s per batch).
+        self.model = model.eval().to(device, memory_format=torch.channels_last)
         self._forward = torch.compile(self.model, dynamic=False) if torch_compile else self.model
         self._graphs: dict[tuple[int, int], _CapturedGraph] = {}
         self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
