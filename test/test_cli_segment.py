@@ -53,3 +53,10 @@ def test_unreadable_image(tmp_path, checkpoint, caplog):
     assert main(["segment", str(bad), "--out", str(tmp_path / "m.png"),
                  "--model", str(checkpoint), "--device", "cpu"]) == 1
     assert "cannot decode" in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_no_usable_backend_exits_1_with_the_reason(checkpoint, image_file, tmp_path, caplog):
+    assert main(["segment", str(image_file), "--out", str(tmp_path / "m.png"),
+                 "--model", str(checkpoint), "--device", "cuda"]) == 1
+    assert "no backend could be created" in caplog.text and "no CUDA device" in caplog.text

@@ -46,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from uhr_seg_ros.backends.base import BackendError  # here, so that --help stays instant
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError) as exc:
-        # Expected user errors (missing file, bad value): one clear line, no traceback.
+    except (FileNotFoundError, ValueError, BackendError) as exc:
+        # Expected user errors (missing file, bad value, no backend works on this machine): one
+        # clear line, no traceback.
         logging.getLogger("uhr-seg").error("%s", exc)
         return 1
 
