@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = 255
+from uhr_seg_ros.data.palettes import IGNORE_INDEX
 
 #: Heads supervised with cross-entropy against the labels (key in ``forward_train``'s dict).
 CE_HEADS = ("logits", "aspp", "aux8", "aux16", "aux16_m", "fcn")
