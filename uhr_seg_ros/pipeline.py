@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from uhr_seg_ros.backends import Backend, create_backend
+from uhr_seg_ros.backends import DEFAULT_ORDER, Backend, create_backend
 from uhr_seg_ros.data.palettes import default_palette
 from uhr_seg_ros.tiling import (
     DEFAULT_SAFETY_MARGIN,
@@ -62,7 +62,7 @@ class SegmenterSettings:
     # checkpoint file; None = the bundled default model (uhr_seg_ros.paths.default_model_path())
     model_path: str | None = None
     # backends tried in order until one comes up (tensorrt | cuda | cpu)
-    backend_order: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+    backend_order: tuple[str, ...] = DEFAULT_ORDER
     # fp16 | fp32 on GPU backends (the CPU backend always runs fp32)
     precision: str = "fp16"
     # device memory inference may use, in MB (weights, engine, buffers, activations)

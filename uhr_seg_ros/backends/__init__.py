@@ -21,7 +21,8 @@ from .eager import EagerBackend
 from .tensorrt import TensorRTBackend
 
 __all__ = [
-    "Backend", "BackendError", "BackendOptions", "BackendUnavailable", "create_backend",
+    "DEFAULT_ORDER", "Backend", "BackendError", "BackendOptions", "BackendUnavailable",
+    "create_backend",
     "register_backend", "registered_backends",
 ]
 
