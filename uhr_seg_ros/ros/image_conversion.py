@@ -33,6 +33,8 @@ except ImportError:
     CvBridge = None
 
 HAVE_CV_BRIDGE = CvBridge is not None
+#: One bridge for every frame: building one per frame is start-up work on the hot path.
+_BRIDGE = CvBridge() if HAVE_CV_BRIDGE else None
 
 
 class ImageConversionError(ValueError):
@@ -160,7 +162,7 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = None, out: np.ndarray | N
         if not HAVE_CV_BRIDGE:
             raise ImportError("cv_bridge is not importable; source a ROS 2 install that has it")
         if _cv_bridge_converts(msg, layout):
-            return CvBridge().imgmsg_to_cv2(msg, "rgb8")
+            return _BRIDGE.imgmsg_to_cv2(msg, "rgb8")
     return _numpy_to_rgb(msg, layout, rows, out)
 
 
