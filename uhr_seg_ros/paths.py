@@ -1,11 +1,13 @@
 """Where the package's data (config/, launch/, models/) lives, in every install mode.
 
-Order: a colcon/ament install (``ament_index_python``), a pip install (``<sys.prefix>/share``),
-then the source tree (editable installs and running from a checkout).
+Order: the source tree (editable installs and running from a checkout, so edited files are
+seen), a colcon/ament install (``ament_index_python``), then a pip install
+(``<sys.prefix>/share``); the first that holds config/ and models/ wins.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from functools import lru_cache
@@ -23,12 +25,11 @@ def share_dir() -> Path:
     # A source checkout wins: an editable install must see the files being edited.
     candidates.append(REPO_ROOT)
     if os.environ.get("AMENT_PREFIX_PATH"):
-        try:
+        # ament_index_python absent (ImportError) or the package not registered (LookupError)
+        with contextlib.suppress(ImportError, LookupError, OSError):
             from ament_index_python.packages import get_package_share_directory
 
             candidates.append(Path(get_package_share_directory(PACKAGE)))
-        except Exception:  # noqa: BLE001 - ament index absent or package not registered
-            pass
     candidates.append(Path(sys.prefix) / "share" / PACKAGE)
     for cand in candidates:
         if (cand / "config").is_dir() and (cand / "models").is_dir():
