@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -25,6 +25,9 @@ import numpy as np
 from uhr_seg_ros.data.datasets import BadSampleError, SegmentationDataset
 from uhr_seg_ros.data.palettes import IGNORE_INDEX, palette_lut
 from uhr_seg_ros.engine.metrics import ConfusionMatrix
+
+if TYPE_CHECKING:
+    from uhr_seg_ros.pipeline import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +95,10 @@ def _number(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def evaluate(segmenter, dataset: SegmentationDataset, out_dir: Path | None = None, *,
+def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, out_dir: Path | None = None, *,
              limit: int | None = None, visualize: bool = True, progress: bool = True
              ) -> Evaluation:
-    """Segment every sample of ``dataset`` with ``segmenter`` (a ``pipeline.Segmenter``).
+    """Segment every sample of ``dataset`` with ``segmenter``.
 
     Timing and memory are per frame after planning and warm-up for its size (the node's
     steady state). Bad samples are skipped with a warning naming the file and listed in the
