@@ -96,3 +96,12 @@ def test_missing_model_file_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Segmenter.from_settings(SegmenterSettings(model_path=str(tmp_path / "nope.pt"),
                                                   backend_order=("cpu",)))
+
+
+def test_palette_comes_from_the_checkpoint_meta_when_stored():
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.tiny(2)).eval()
+    settings = SegmenterSettings(backend_order=("cpu",), memory_cap_mb=400, patch_size=64)
+    assert len(Segmenter.from_settings(settings, model=model).palette) == 2  # defaults
+    model.meta = {"palette": [[0, 0, 0], [255, 255, 255]]}
+    assert Segmenter.from_settings(settings, model=model).palette == ((0, 0, 0), (255, 255, 255))

@@ -169,7 +169,11 @@ class Segmenter:
         num_classes = backend.num_classes
         self.class_names: tuple[str, ...] = tuple(
             getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
-        self.palette = default_palette(num_classes)
+        # The training data's colours, stored in the checkpoint by `uhr-seg train`; else defaults.
+        stored = getattr(model, "meta", {}).get("palette") or ()
+        self.palette: tuple[tuple[int, int, int], ...] = (
+            tuple(tuple(int(c) for c in colour) for colour in stored)
+            if len(stored) >= num_classes else default_palette(num_classes))
         self.executor = TiledExecutor(backend)
         self._plans: dict[tuple[int, int], TilePlan] = {}
         self._warmed: set[tuple[int, int]] = set()
