@@ -97,8 +97,8 @@ class SegmentationResult:
     #: the tile plan this frame ran with
     plan: TilePlan
     #: CUDA: measured peak (``max_memory_allocated`` + backend external bytes) during the call;
-    #: CPU (nothing to measure per frame): held weights + the memory model's bound for the
-    #: plan's (batch, patch) + the executor's tracked buffers
+    #: CPU (nothing to measure per frame): the plan's predicted peak, i.e. held weights + the
+    #: memory model's bound for its (batch, patch) + the executor's buffers
     peak_memory_mb: float
     #: per-class names, index = class id
     class_names: tuple[str, ...] = field(default_factory=tuple)
@@ -299,9 +299,8 @@ class Segmenter:
         if on_cuda:
             peak = (torch.cuda.max_memory_allocated(self.backend.device)
                     + int(self.backend.memory_report().get("external_bytes", 0)))
-        else:
-            peak = (self.held_bytes() + self.memory_model.predict(plan.batch, plan.patch)
-                    + self.executor.buffer_bytes)
+        else:  # nothing to measure per frame: the plan's accounting (weights do not change)
+            peak = plan.predicted_peak_bytes
         timings["total"] = (time.perf_counter() - start) * 1e3
         return SegmentationResult(mask, confidence, timings, plan, peak / 2**20, self.class_names)
 
