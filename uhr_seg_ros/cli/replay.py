@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="device memory cap in MB (default 1500)")
     parser.add_argument("--backend", default="tensorrt,cuda,cpu",
                         help="backend order, comma-separated (default tensorrt,cuda,cpu)")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                        help="GPU precision (the CPU backend always runs fp32; default fp16)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
                         help="output storage (default: the input's)")
     parser.set_defaults(func=run)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     settings = SegmenterSettings(
         model_path=str(args.model) if args.model else None,
         backend_order=tuple(name.strip() for name in args.backend.split(",") if name.strip()),
-        memory_cap_mb=args.memory_cap_mb)
+        memory_cap_mb=args.memory_cap_mb, precision=args.precision)
     segmenter = Segmenter.from_settings(settings)
     LOGGER.info("segmenter: %s", segmenter.describe())
     try:
