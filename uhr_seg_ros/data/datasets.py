@@ -135,8 +135,8 @@ def hash_split(names: Sequence[str]) -> dict[str, str]:
 class _FileDataset(SegmentationDataset):
     """Image/mask file pairs with split selection; subclasses decode their mask format."""
 
-    def __init__(self, root: str | Path, split: str, ids: Sequence[str] | None,
-                 max_unknown_fraction: float) -> None:
+    def __init__(self, root: str | Path, split: str = "all", ids: Sequence[str] | None = None,
+                 max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data set folder {self.root} does not exist")
@@ -230,10 +230,6 @@ class DeepGlobeDataset(_FileDataset):
     classes = palettes.DEEPGLOBE_CLASSES
     palette = palettes.DEEPGLOBE_PALETTE
 
-    def __init__(self, root: str | Path, split: str = "all", ids: Sequence[str] | None = None,
-                 max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION) -> None:
-        super().__init__(root, split, ids, max_unknown_fraction)
-
     def _find_pairs(self) -> list[_Pair]:
         return [
             _Pair(path.name[: -len("_sat.jpg")], path,
@@ -266,10 +262,6 @@ class InriaDataset(_FileDataset):
 
     classes = palettes.INRIA_CLASSES
     palette = palettes.INRIA_PALETTE
-
-    def __init__(self, root: str | Path, split: str = "all", ids: Sequence[str] | None = None,
-                 max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION) -> None:
-        super().__init__(root, split, ids, max_unknown_fraction)
 
     def _find_pairs(self) -> list[_Pair]:
         for base in (self.root, self.root / "train"):
