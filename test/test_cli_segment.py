@@ -60,3 +60,10 @@ def test_no_usable_backend_exits_1_with_the_reason(checkpoint, image_file, tmp_p
     assert main(["segment", str(image_file), "--out", str(tmp_path / "m.png"),
                  "--model", str(checkpoint), "--device", "cuda"]) == 1
     assert "no backend could be created" in caplog.text and "no CUDA device" in caplog.text
+
+
+def test_cli_backend_default_is_the_backends_default_order():
+    from uhr_seg_ros.backends import DEFAULT_ORDER
+    from uhr_seg_ros.cli import DEFAULT_BACKENDS
+
+    assert tuple(DEFAULT_BACKENDS.split(",")) == DEFAULT_ORDER

@@ -14,6 +14,23 @@ import sys
 
 # Order is the order shown in --help.
 SUBCOMMANDS = ("segment", "calibrate", "export", "train", "eval", "demo", "replay")
+#: ``--backend`` default of every subcommand that takes one (``backends.DEFAULT_ORDER``, spelled
+#: here so that building the parser imports no torch).
+DEFAULT_BACKENDS = "tensorrt,cuda,cpu"
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend a,b,c``: the fallback chain, parsed into a tuple of names."""
+    parser.add_argument("--backend", type=_backend_order, default=DEFAULT_BACKENDS,
+                        help=f"backends to try in order, comma-separated (default "
+                             f"{DEFAULT_BACKENDS})")
+
+
+def _backend_order(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"names no backend; use e.g. {DEFAULT_BACKENDS}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:

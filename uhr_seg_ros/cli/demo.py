@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from uhr_seg_ros.cli import add_backend_argument
+
 LOGGER = logging.getLogger("uhr-seg.demo")
 NAMESPACE = "/uhr_seg"
 IMAGE_TOPIC = "/camera/image_raw"
@@ -46,8 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="checkpoint (.pt); default: the bundled model")
     parser.add_argument("--source", default="sample",
                         help="sample (bundled frame), synthetic, or an image file / folder")
-    parser.add_argument("--backend", default="tensorrt,cuda,cpu",
-                        help="backend order, comma-separated (default tensorrt,cuda,cpu)")
+    add_backend_argument(parser)
     parser.add_argument("--rate", type=float, default=1.0,
                         help="demo camera frame rate in Hz (default 1)")
     parser.add_argument("--timeout", type=float, default=300.0,
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.rate <= 0 or args.timeout <= 0:
         raise ValueError("--frames, --rate and --timeout must be positive")
     args.out.mkdir(parents=True, exist_ok=True)
-    backends = [name.strip() for name in args.backend.split(",") if name.strip()]
+    backends = args.backend
 
     # The profile must be in this process's environment before rclpy creates a participant.
     os.environ.update(profile_variables(os.environ))

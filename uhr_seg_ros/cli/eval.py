@@ -16,6 +16,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from uhr_seg_ros.cli import add_backend_argument
+
 LOGGER = logging.getLogger("uhr-seg.eval")
 
 
@@ -32,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
                         help="device memory inference may use (default 1500, the paper's 1.5 GB)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
-    parser.add_argument("--backend", default="tensorrt,cuda,cpu",
-                        help="backends to try in order (default tensorrt,cuda,cpu)")
+    add_backend_argument(parser)
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                         help="GPU precision (the CPU backend always runs fp32)")
     parser.add_argument("--no-vis", action="store_true", help="skip the per-image pictures")
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model or default_model_path()
     settings = SegmenterSettings(
         model_path=str(model_path), memory_cap_mb=args.memory_cap_mb, precision=args.precision,
-        backend_order=tuple(b.strip() for b in args.backend.split(",") if b.strip()))
+        backend_order=args.backend)
     segmenter = Segmenter.from_settings(settings)
     LOGGER.info("evaluating %s (%s, %d images) with %s", args.data, args.split,
                 len(dataset) if args.limit is None else min(args.limit, len(dataset)),

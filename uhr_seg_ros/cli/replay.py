@@ -15,6 +15,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from uhr_seg_ros.cli import add_backend_argument
+
 LOGGER = logging.getLogger("uhr-seg.replay")
 
 
@@ -33,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="checkpoint (.pt); default: the bundled model")
     parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
                         help="device memory cap in MB (default 1500)")
-    parser.add_argument("--backend", default="tensorrt,cuda,cpu",
-                        help="backend order, comma-separated (default tensorrt,cuda,cpu)")
+    add_backend_argument(parser)
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                         help="GPU precision (the CPU backend always runs fp32; default fp16)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                          "or choose another path")
     settings = SegmenterSettings(
         model_path=str(args.model) if args.model else None,
-        backend_order=tuple(name.strip() for name in args.backend.split(",") if name.strip()),
+        backend_order=args.backend,
         memory_cap_mb=args.memory_cap_mb, precision=args.precision)
     segmenter = Segmenter.from_settings(settings)
     LOGGER.info("segmenter: %s", segmenter.describe())
