@@ -48,10 +48,6 @@ def models_dir() -> Path:
     return share_dir() / "models"
 
 
-def launch_dir() -> Path:
-    return share_dir() / "launch"
-
-
 def default_model_path() -> Path:
     """The bundled default model (DeepGlobe land cover, see models/MODEL_CARD.md)."""
     return models_dir() / DEFAULT_MODEL_NAME
