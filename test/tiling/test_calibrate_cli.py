@@ -40,3 +40,22 @@ def test_calibrate_measures_no_batch_above_max_batch(tmp_path):
                  "--out", str(out)]) == 0
     batches = [batch for batch, _, _ in MemoryModel.load(out).points]
     assert batches and max(batches) == 1
+
+
+def test_calibrate_builds_the_tensorrt_patch_sizes_it_will_measure(tmp_path, monkeypatch):
+    import uhr_seg_ros.backends as backends
+    from uhr_seg_ros.backends.base import BackendUnavailable
+    from uhr_seg_ros.pipeline import TENSORRT_PATCH_SIZES
+
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
+    seen = {}
+
+    def spy(model, order, **options):
+        seen.update(options, order=order)
+        raise BackendUnavailable("spy")
+
+    monkeypatch.setattr(backends, "create_backend", spy)
+    assert main(["calibrate", "--device", "tensorrt", "--model", str(checkpoint)]) == 1
+    assert seen["order"] == ("tensorrt",)
+    assert tuple(seen["patch_sizes"]) == TENSORRT_PATCH_SIZES

@@ -42,13 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.backends import create_backend
     from uhr_seg_ros.paths import config_dir
-    from uhr_seg_ros.pipeline import SegmenterSettings, calibration_points, resolve_model
+    from uhr_seg_ros.pipeline import (
+        TENSORRT_PATCH_SIZES,
+        SegmenterSettings,
+        calibration_points,
+        resolve_model,
+    )
     from uhr_seg_ros.tiling import calibrate, model_identity
     from uhr_seg_ros.tiling.memory_model import CPU_FULL_POINTS, FULL_POINTS
 
     model = resolve_model(SegmenterSettings(model_path=args.model))
+    # TensorRT: the engines a Segmenter builds, so that every point calibration_points asks
+    # for has one (the backend's own default is patch 1024 only).
     backend = create_backend(model, (args.device,), precision=args.precision,
-                             max_batch=args.max_batch)
+                             max_batch=args.max_batch, patch_sizes=TENSORRT_PATCH_SIZES)
     shapes = CPU_FULL_POINTS if backend.device.type == "cpu" else FULL_POINTS
     default = tuple((batch, patch) for batch, patch in shapes if batch <= args.max_batch)
     points = calibration_points(backend, None, default)
