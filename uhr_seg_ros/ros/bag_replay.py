@@ -26,6 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from uhr_seg_ros.pipeline import Segmenter
 from uhr_seg_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+from uhr_seg_ros.ros.params import MAX_FRAME_PIXELS
 from uhr_seg_ros.tiling import PlanError
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,11 @@ def _select_connections(reader: Reader, topics: Sequence[str] | None) -> list[An
 
 def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Segmenter, *,
                topics: Sequence[str] | None = None, storage: str | None = None,
-               max_pixels: int | None = None) -> ReplayReport:
+               max_pixels: int | None = MAX_FRAME_PIXELS) -> ReplayReport:
     """Segment every frame of the image ``topics`` (all image topics when None) of ``in_bag``
     into a new bag ``out_bag`` (``storage``: ``mcap`` | ``sqlite3``, default the input's).
+    Frames over ``max_pixels`` (the node's ``max_frame_pixels`` default; None: no limit) are
+    skipped undecoded.
 
     Raises:
         FileNotFoundError: ``in_bag`` does not exist.

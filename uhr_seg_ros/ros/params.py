@@ -24,6 +24,8 @@ TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable")
 #: Patch sides are multiples of the network's total stride.
 PATCH_MULTIPLE = 32
+#: Largest frame accepted by default (the paper's 20000²); bigger ones are refused undecoded.
+MAX_FRAME_PIXELS = 20000 * 20000
 
 
 class ParamError(ValueError):
@@ -64,7 +66,7 @@ class NodeParams:
     output_reliability: str = _param(
         "reliable", "QoS reliability of mask, mask_color and stats: reliable or best_effort")
     max_frame_pixels: int = _param(
-        20000 * 20000, "frames with more pixels are rejected before decoding", runtime=True)
+        MAX_FRAME_PIXELS, "frames with more pixels are rejected before decoding", runtime=True)
     stats_rate_hz: float = _param(
         0.0, "rate of the stats topic; 0 = one message per processed frame", runtime=True)
 
