@@ -104,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
         segmenter.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(args.out), result.mask):
-        raise ValueError(f"cannot write {args.out}")
+        raise ValueError(f"OpenCV cannot write {args.out}; check that its folder is writable")
     if args.color is not None:
         overlay = colorize(result.mask, segmenter.palette, image)
         args.color.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(args.color), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
-            raise ValueError(f"cannot write {args.color}")
+            raise ValueError(f"OpenCV cannot write --color {args.color}; use a .png or .jpg "
+                             "name in a writable folder")
     timings = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
     LOGGER.info("%s", result.plan.describe())
     LOGGER.info("wrote %s (%dx%d); ms: %s; peak %.0f MB", args.out, image.shape[1],
