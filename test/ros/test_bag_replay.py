@@ -105,6 +105,23 @@ def _read_masks(bag: Path) -> dict[str, list]:
     return out
 
 
+def test_an_inference_failure_loses_only_that_frame(recorded_bag, segmenter, tmp_path,
+                                                    monkeypatch):
+    in_bag, _ = recorded_bag
+    real_segment, calls = segmenter.segment, []
+
+    def failing_first(image):
+        calls.append(image.shape)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_segment(image)
+
+    monkeypatch.setattr(segmenter, "segment", failing_first)
+    report = replay_bag(in_bag, tmp_path / "out", segmenter)
+    assert (report.frames_read, report.masks_written, report.frames_skipped) == (8, 4, 4)
+    assert report.skipped_reasons["inference_failed"] == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recorded_bag", ["mcap", "sqlite3"], indirect=True)
 def test_replay_writes_one_mask_per_good_frame_with_its_stamp(recorded_bag, segmenter, tmp_path):

@@ -137,6 +137,9 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Segmenter, *,
                 except PlanError as exc:
                     _skip(report, "no_plan", connection.topic, timestamp, exc)
                     continue
+                except RuntimeError as exc:  # e.g. CUDA out of memory: lose this frame only
+                    _skip(report, "inference_failed", connection.topic, timestamp, exc)
+                    continue
                 mask = result.mask
                 out = mask_type(header=msg.header, height=mask.shape[0], width=mask.shape[1],
                                 encoding="mono8", is_bigendian=0, step=mask.shape[1],
