@@ -98,7 +98,7 @@ def test_demo_sources_sample_synthetic_and_folders(frame_folder):
     (frame_folder / "broken.jpg").write_bytes(b"not an image")
     loaders = frame_loaders(str(frame_folder), (64, 64))
     assert len(loaders) == 3  # broken.jpg sorts first and fails only when it is loaded
-    with pytest.raises(ValueError, match="cannot read .*broken.jpg"):
+    with pytest.raises(ValueError, match="cannot decode .*broken.jpg"):
         loaders[0]()
     assert loaders[1]().shape == (FRAME_H, FRAME_W, 3)
     with pytest.raises(FileNotFoundError, match="neither 'sample', 'synthetic'"):

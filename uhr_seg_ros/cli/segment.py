@@ -69,28 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def read_rgb(path: Path):
-    """``H×W×3`` uint8 RGB (gray and alpha are converted), or a clear error."""
-    import cv2
-    import numpy as np
-
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"OpenCV cannot decode {path}; use PNG, JPEG or TIFF")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{path} has {image.dtype} pixels; the model expects 8-bit RGB, "
-                         "convert it first (e.g. scale 16-bit data to 0..255)")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(image, code)
-
-
 def run(args: argparse.Namespace) -> int:
     import cv2
 
+    from uhr_seg_ros.data.image_io import read_rgb
     from uhr_seg_ros.data.palettes import colorize
     from uhr_seg_ros.pipeline import Segmenter
 

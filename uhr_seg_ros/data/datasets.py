@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from uhr_seg_ros.data import palettes
+from uhr_seg_ros.data.image_io import read_rgb
 from uhr_seg_ros.data.splits import inria_fctl_split
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,11 @@ class _Pair:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """H×W×3 uint8 RGB from any file OpenCV reads (alpha dropped, grey expanded)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BadSampleError(f"{path}: unreadable image (corrupt, empty or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """H×W×3 uint8 RGB (see :func:`read_rgb`); any problem is a bad sample naming the file."""
+    try:
+        return read_rgb(path)
+    except (OSError, ValueError) as exc:
+        raise BadSampleError(f"{path}: unreadable image: {exc}") from exc
 
 
 def _read_mask(path: Path) -> np.ndarray:

@@ -28,6 +28,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from uhr_seg_ros.data.datasets import IMAGE_SUFFIXES
+from uhr_seg_ros.data.image_io import read_rgb
 from uhr_seg_ros.paths import models_dir
 from uhr_seg_ros.ros.image_conversion import fill_image_msg
 
@@ -44,14 +45,6 @@ SYNTHETIC_SCENES = 2
 CACHE_LIMIT = 8
 
 FrameLoader = Callable[[], np.ndarray]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """``H×W×3`` uint8 RGB pixels of an image file (raises ``ValueError`` if unreadable)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot read {path} as an image (corrupt or not an image file)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def frame_loaders(source: str, synthetic_size: tuple[int, int]) -> list[FrameLoader]:
@@ -159,7 +152,7 @@ class DemoSource(Node):
         self._next_index += 1
         try:
             msg = self._message(index)
-        except ValueError as exc:  # an unreadable file in a folder: skip it, keep publishing
+        except (OSError, ValueError) as exc:  # unreadable or vanished file: skip it
             self.get_logger().warning(f"skipping a frame: {exc}", throttle_duration_sec=5.0)
             return
         msg.header.stamp = self.get_clock().now().to_msg()
