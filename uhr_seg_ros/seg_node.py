@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
-
-from uhr_seg_ros.ros.node import NODE_NAME, SegNode
+from uhr_seg_ros.ros.lifecycle import run_node
+from uhr_seg_ros.ros.node import SegNode
 from uhr_seg_ros.ros.params import ParamError
 
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; exit code 2 on an invalid parameter."""
-    rclpy.init(args=args)
-    try:
-        node = SegNode()
-    except ParamError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
-        rclpy.try_shutdown()
-        return 2
-    except Exception:
-        if rclpy.ok():
-            raise
-        return 0  # Ctrl-C or a launch shutdown arrived while the model was loading
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SegNode, args=args, startup_errors=(ParamError,), startup_exit_code=2)
 
 
 if __name__ == "__main__":

@@ -532,3 +532,14 @@ def test_node_process_on_the_compressed_transport(ros_context, node_process, tin
     finally:
         executor.shutdown()
         probe.node.destroy_node()
+
+
+def test_invalid_parameter_at_start_exits_2_naming_it():
+    """A misconfiguration fails loudly at launch: exit code 2, one line naming the parameter."""
+    result = subprocess.run(
+        [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args",
+         "-p", "memory_cap_mb:=-5.0"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "memory_cap_mb" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
@@ -31,6 +29,7 @@ from uhr_seg_ros.data.datasets import IMAGE_SUFFIXES
 from uhr_seg_ros.data.image_io import read_rgb
 from uhr_seg_ros.paths import models_dir
 from uhr_seg_ros.ros.image_conversion import fill_image_msg
+from uhr_seg_ros.ros.lifecycle import run_node
 
 SAMPLE_FRAME_NAME = "sample_frame.jpg"
 ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "mono8")
@@ -161,25 +160,8 @@ class DemoSource(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = DemoSource()
-    except (FileNotFoundError, ValueError) as exc:
-        rclpy.logging.get_logger("demo_source").error(str(exc))
-        rclpy.try_shutdown()
-        return 1
-    except Exception:
-        if rclpy.ok():
-            raise
-        return 0  # Ctrl-C or a launch shutdown arrived while the node was being created
-    try:
-        rclpy.spin_until_future_complete(node, node.finished)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Publish until ``count`` frames are sent or Ctrl-C; exit 1 on a missing/bad source."""
+    return run_node(DemoSource, args=args, startup_errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
