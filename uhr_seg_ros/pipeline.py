@@ -20,6 +20,7 @@ from torch import nn
 
 from uhr_seg_ros.backends import DEFAULT_ORDER, Backend, create_backend
 from uhr_seg_ros.data.palettes import default_palette
+from uhr_seg_ros.defaults import MEMORY_CAP_MB
 from uhr_seg_ros.tiling import (
     DEFAULT_SAFETY_MARGIN,
     MemoryModel,
@@ -66,7 +67,7 @@ class SegmenterSettings:
     # fp16 | fp32 on GPU backends (the CPU backend always runs fp32)
     precision: str = "fp16"
     # device memory inference may use, in MB (weights, engine, buffers, activations)
-    memory_cap_mb: float = 1500.0
+    memory_cap_mb: float = MEMORY_CAP_MB
     # fraction of the cap kept free for fragmentation and measurement variance
     safety_margin: float = DEFAULT_SAFETY_MARGIN
     # planner overrides: None lets the planner decide from the cap

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from uhr_seg_ros.defaults import BACKEND_ORDER
+
 from .base import Backend, BackendError, BackendUnavailable, error_summary
 from .eager import EagerBackend
 from .tensorrt import TensorRTBackend
@@ -28,7 +30,7 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 
-DEFAULT_ORDER = ("tensorrt", "cuda", "cpu")
+DEFAULT_ORDER = BACKEND_ORDER
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ import importlib
 import logging
 import sys
 
+from uhr_seg_ros.defaults import BACKEND_ORDER
+
 # Order is the order shown in --help.
 SUBCOMMANDS = ("segment", "calibrate", "export", "train", "eval", "demo", "replay")
-#: ``--backend`` default of every subcommand that takes one (``backends.DEFAULT_ORDER``, spelled
-#: here so that building the parser imports no torch).
-DEFAULT_BACKENDS = "tensorrt,cuda,cpu"
+#: ``--backend`` default of every subcommand that takes one (from ``uhr_seg_ros.defaults``, which
+#: imports no torch, so building the parser stays instant).
+DEFAULT_BACKENDS = ",".join(BACKEND_ORDER)
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from uhr_seg_ros.cli import add_backend_argument
+from uhr_seg_ros.defaults import MEMORY_CAP_MB
 
 LOGGER = logging.getLogger("uhr-seg.eval")
 
@@ -31,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="checkpoint (.pt); default: the bundled model")
     parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"),
                         help="which split to score (default val)")
-    parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
-                        help="device memory inference may use (default 1500, the paper's 1.5 GB)")
+    parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
+                        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f}, the paper's 1.5 GB)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
     add_backend_argument(parser)
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",

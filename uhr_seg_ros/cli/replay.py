@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from uhr_seg_ros.cli import add_backend_argument
+from uhr_seg_ros.defaults import MEMORY_CAP_MB
 
 LOGGER = logging.getLogger("uhr-seg.replay")
 
@@ -33,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "Image/CompressedImage topic")
     parser.add_argument("--model", type=Path, default=None,
                         help="checkpoint (.pt); default: the bundled model")
-    parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
-                        help="device memory cap in MB (default 1500)")
+    parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
+                        help=f"device memory cap in MB (default {MEMORY_CAP_MB:.0f})")
     add_backend_argument(parser)
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                         help="GPU precision (the CPU backend always runs fp32; default fp16)")

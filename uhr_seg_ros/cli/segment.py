@@ -13,6 +13,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from uhr_seg_ros.defaults import MEMORY_CAP_MB
+
 LOGGER = logging.getLogger("uhr-seg.segment")
 
 #: ``--device`` → backend order of the fallback chain.
@@ -32,8 +34,8 @@ def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto = tensorrt, then cuda, then cpu (default auto)")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                         help="GPU precision (the CPU always runs fp32; default fp16)")
-    parser.add_argument("--memory-cap-mb", type=float, default=1500.0,
-                        help="device memory inference may use (default 1500)")
+    parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
+                        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f})")
     parser.add_argument("--patch-size", type=int, default=None,
                         help="pin the window side (multiple of 32); default: planner decides")
     parser.add_argument("--overlap", type=int, default=None,

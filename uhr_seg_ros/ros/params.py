@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-BACKENDS: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+from uhr_seg_ros.defaults import BACKEND_ORDER, MEMORY_CAP_MB
+
+BACKENDS: tuple[str, ...] = BACKEND_ORDER
 PRECISIONS: tuple[str, ...] = ("fp16", "fp32")
 TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable")
@@ -46,7 +48,8 @@ class NodeParams:
         BACKENDS, "backends to try, best first; the first that works is used")
     precision: str = _param("fp16", "fp16 or fp32 on GPU backends (the CPU always runs fp32)")
     memory_cap_mb: float = _param(
-        1500.0, "GPU memory cap in MB; the tile plan is chosen to stay under it", runtime=True)
+        MEMORY_CAP_MB, "GPU memory cap in MB; the tile plan is chosen to stay under it",
+        runtime=True)
     patch_size: int = _param(0, "tile side in pixels (multiple of 32); 0 = planner decides")
     overlap: int = _param(-1, "tile overlap in pixels; -1 = planner decides")
     batch_size: int = _param(0, "tiles per inference batch; 0 = planner decides")
