@@ -15,7 +15,7 @@ $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,ros,onnx]"
+	$(PY) -m pip install --quiet -e ".[test,ros,onnx,geo,batch]"
 	touch $(STAMP)
 
 # The whole suite, slow tests included (what CI runs).

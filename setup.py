@@ -60,6 +60,11 @@ setup(
         "onnx": ["onnx>=1.16", "onnxscript>=0.2"],
         # torch-tensorrt must match the installed torch exactly: on Jetson use NVIDIA's wheel.
         "tensorrt": ["torch-tensorrt>=2.5"],  # 2.4 lacks the engine-export function
+        # GeoTIFF/COG orthomosaics in, mask GeoTIFF and polygons out (docs/geo.md); the wheels
+        # bundle GDAL, so no system GDAL is needed.
+        "geo": ["rasterio>=1.3", "shapely>=2.0", "pyogrio>=0.7"],
+        # `uhr-seg batch`: archives of images/mosaics over a Ray cluster (docs/geo.md).
+        "batch": ["ray>=2.9"],
     },
     zip_safe=True,
     entry_points={

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +284,13 @@ class Segmenter:
         except PlanError:
             self.settings.memory_cap_mb, self._plans = old_cap, old_plans
             raise
+
+    def pin_tiling(self, patch: int | None, overlap: int | None, batch: int | None) -> None:
+        """Fix (or, with None, free) patch, overlap and batch for every later frame size:
+        the raster reader cuts a mosaic into blocks whose windows must line up with one grid."""
+        self.settings = replace(self.settings, patch_size=patch, overlap=overlap,
+                                batch_size=batch)
+        self._plans = {}
 
     # -- inference ----------------------------------------------------------------------------
 

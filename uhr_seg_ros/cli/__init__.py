@@ -59,14 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from uhr_seg_ros.backends.base import BackendError  # here, so that --help stays instant
+    from uhr_seg_ros.geo import MissingExtraError
 
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, BackendError) as exc:
-        # Expected user errors (missing file, bad value, no backend works on this machine): one
-        # clear line, no traceback.
+    except (FileNotFoundError, ValueError, BackendError, MissingExtraError) as exc:
+        # Expected user errors (missing file, bad value, no backend works on this machine, an
+        # optional extra not installed): one clear line, no traceback.
         logging.getLogger("uhr-seg").error("%s", exc)
         return 1
 
