@@ -15,7 +15,7 @@ import sys
 from uhr_seg_ros.defaults import BACKEND_ORDER
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ("segment", "calibrate", "export", "train", "eval", "demo", "replay")
+SUBCOMMANDS = ("segment", "batch", "calibrate", "export", "train", "eval", "demo", "replay")
 #: ``--backend`` default of every subcommand that takes one (from ``uhr_seg_ros.defaults``, which
 #: imports no torch, so building the parser stays instant).
 DEFAULT_BACKENDS = ",".join(BACKEND_ORDER)

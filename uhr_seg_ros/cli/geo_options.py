@@ -17,8 +17,10 @@ LOGGER = logging.getLogger("uhr-seg.geo")
 DEFAULT_BLOCK_SIZE = 4096
 
 
-def add_raster_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the GeoTIFF path (used when the mask is written as .tif)."""
+def add_raster_arguments(parser: argparse.ArgumentParser, vector_format: bool = False) -> None:
+    """Flags of the GeoTIFF path (used when the mask is written as .tif). ``vector_format``:
+    ``--vector`` names a format (gpkg/geojson, one file per mask: ``uhr-seg batch``) instead of
+    a path."""
     group = parser.add_argument_group(
         "GeoTIFF / orthomosaic (mask written as .tif; needs the geo extra)")
     group.add_argument("--bands", default=None,
@@ -35,8 +37,12 @@ def add_raster_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(default {DEFAULT_BLOCK_SIZE})")
     group.add_argument("--overviews", action="store_true",
                        help="write a Cloud-Optimized GeoTIFF with overviews")
-    group.add_argument("--vector", type=Path, default=None,
-                       help="also write per-class polygons (.gpkg or .geojson)")
+    if vector_format:
+        group.add_argument("--vector", choices=("gpkg", "geojson"), default=None,
+                           help="also write per-class polygons of each raster mask, beside it")
+    else:
+        group.add_argument("--vector", type=Path, default=None,
+                           help="also write per-class polygons (.gpkg or .geojson)")
     group.add_argument("--min-area", type=float, default=0.0,
                        help="drop polygons smaller than this, in CRS units² (e.g. m²)")
     group.add_argument("--simplify", type=float, default=0.0,
@@ -52,7 +58,7 @@ def check_raster_arguments(args: argparse.Namespace, raster_out: bool) -> None:
     if args.bands is not None:
         parse_bands(args.bands)
     Rescale.parse(args.rescale)
-    if args.vector is not None:
+    if isinstance(args.vector, Path):
         if not raster_out:
             raise ValueError("--vector needs the mask written as a GeoTIFF (.tif)")
         if args.vector.suffix.lower() not in (".gpkg", ".geojson", ".json"):
