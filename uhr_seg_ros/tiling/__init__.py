@@ -14,7 +14,8 @@ from .memory_model import (
     measure_infer_peak,
     model_identity,
 )
-from .planner import DEFAULT_SAFETY_MARGIN, PlanError, TilePlan, plan_tiles
+from .plan import PlanError, TilePlan
+from .planner import DEFAULT_SAFETY_MARGIN, plan_tiles
 
 __all__ = [
     "DEFAULT_SAFETY_MARGIN", "MemoryModel", "PlanError", "TileGrid", "TilePlan", "TiledExecutor",

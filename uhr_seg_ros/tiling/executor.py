@@ -1,4 +1,4 @@
-"""Run a :class:`~uhr_seg_ros.tiling.planner.TilePlan` on one frame: tiles in, class mask out.
+"""Run a :class:`~uhr_seg_ros.tiling.plan.TilePlan` on one frame: tiles in, class mask out.
 
 Data path (nothing frame-sized in float, ever):
   1. the uint8 frame goes to the device once (or, when the plan says it does not fit, one band
@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,9 +30,7 @@ import torch
 from uhr_seg_ros.backends.base import Backend
 
 from .geometry import TileGrid, coverage_counts
-
-if TYPE_CHECKING:
-    from .planner import TilePlan
+from .plan import TilePlan
 
 BufferSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
 #: ``y -> (tile_height, W, c)`` device view of frame rows ``[y, y + tile_height)``

@@ -14,13 +14,13 @@ largest batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from .executor import buffer_bytes
 from .geometry import TileGrid, round_up
 from .memory_model import MemoryModel
+from .plan import PlanError, TilePlan
 
 #: Fraction of the cap kept free: fragmentation, cuDNN/TensorRT workspace variance.
 DEFAULT_SAFETY_MARGIN = 0.10
@@ -34,48 +34,6 @@ PATCH_CANDIDATES: tuple[int, ...] = (
 #: A thin frame (e.g. 100 × 8000) gets windows of at least this side, not of its short side:
 #: below this the network sees too little context to be useful.
 MIN_CONTEXT_PATCH = 256
-
-
-class PlanError(ValueError):
-    """No tile plan fits the memory cap (or the requested overrides are invalid)."""
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """How one frame size is cut, batched and held in memory."""
-
-    #: frame size the plan was made for
-    height: int
-    width: int
-    #: square window side in pixels (a multiple of the network's size divisor)
-    patch: int
-    #: pixels shared by neighbouring windows; ``stride = patch - overlap``
-    overlap: int
-    #: windows per forward pass
-    batch: int
-    #: False: the frame stays in host memory and is uploaded one band of rows at a time
-    frame_resident: bool
-    #: the cap this plan was made for, and the budget after the safety margin, in bytes
-    cap_bytes: int
-    budget_bytes: int
-    #: predicted peak: held before the call + one forward + executor buffers, in bytes
-    predicted_peak_bytes: int
-    #: the executor-buffer part of the prediction, in bytes
-    buffer_bytes: int
-
-    @property
-    def stride(self) -> int:
-        return self.patch - self.overlap
-
-    @property
-    def grid(self) -> TileGrid:
-        return TileGrid(self.height, self.width, self.patch, self.stride)
-
-    def describe(self) -> str:
-        mode = "resident" if self.frame_resident else "streamed in row bands"
-        return (f"{self.width}x{self.height}: {self.grid.num_tiles} tiles of {self.patch} px "
-                f"(overlap {self.overlap}), batch {self.batch}, frame {mode}, predicted peak "
-                f"{self.predicted_peak_bytes / 2**20:.0f} of {self.cap_bytes / 2**20:.0f} MB cap")
 
 
 def _patch_candidates(height: int, width: int, size_divisor: int, patch_override: int | None,
