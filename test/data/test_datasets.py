@@ -208,10 +208,10 @@ def test_shared_deepglobe_tiles_parse(deepglobe_dir: Path) -> None:
 
 def test_validate_command_lists_bad_files(deepglobe_root: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from uhr_seg_ros.data.datasets import main
+    from uhr_seg_ros.cli import main
 
-    assert main([f"deepglobe:{deepglobe_root}"]) == 0
+    assert main(["check-data", f"deepglobe:{deepglobe_root}"]) == 0
     (deepglobe_root / "3_mask.png").unlink()
-    assert main([f"deepglobe:{deepglobe_root}"]) == 1
+    assert main(["check-data", f"deepglobe:{deepglobe_root}"]) == 1
     output = capsys.readouterr().out
     assert "3_sat.jpg: mask missing" in output and "3 of 4 samples ok" in output

@@ -70,3 +70,14 @@ def test_bundled_sample_frame_matches_its_seed() -> None:
     assert stored.shape == image.shape == (2048, 2048, 3)
     assert np.abs(stored.astype(np.int16) - image).mean() < 3.0  # JPEG q90 error only
     assert len(np.unique(label)) == 6
+
+
+def test_synthetic_command_writes_scene_label_and_overlay(tmp_path) -> None:
+    from uhr_seg_ros.cli import main
+
+    out = tmp_path / "scene.png"
+    assert main(["synthetic", "--size", "64x96", "--seed", "3", "--out", str(out)]) == 0
+    for path in (out, tmp_path / "scene_label.png", tmp_path / "scene_overlay.png"):
+        assert cv2.imread(str(path)).shape == (64, 96, 3)
+    expected, _ = generate_scene((64, 96), seed=3)
+    assert np.array_equal(cv2.imread(str(out))[..., ::-1], expected)

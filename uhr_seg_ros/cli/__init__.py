@@ -15,7 +15,9 @@ import sys
 from uhr_seg_ros.defaults import BACKEND_ORDER
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ("segment", "batch", "calibrate", "export", "train", "eval", "demo", "replay")
+#: Module names under ``uhr_seg_ros/cli/``; each registers its own command name.
+SUBCOMMANDS = ("segment", "batch", "calibrate", "export", "train", "eval", "demo", "replay",
+               "synthetic", "check_data")
 #: ``--backend`` default of every subcommand that takes one (from ``uhr_seg_ros.defaults``, which
 #: imports no torch, so building the parser stays instant).
 DEFAULT_BACKENDS = ",".join(BACKEND_ORDER)

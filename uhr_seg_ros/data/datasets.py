@@ -427,25 +427,3 @@ def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
         size = (first, int(second)) if second else first
         return SyntheticDataset(count, size, seed=SYNTHETIC_SPLIT_SEEDS[split])
     raise ValueError(f"unknown data set kind {kind!r}; use deepglobe, inria, folder or synthetic")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m uhr_seg_ros.data.datasets SPEC [--split S]``: list a data set's bad samples."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m uhr_seg_ros.data.datasets",
-                                     description="Decode every sample once and name bad files.")
-    parser.add_argument("spec", help="deepglobe:DIR, inria:DIR, folder:DIR or synthetic:N@SIZE")
-    parser.add_argument("--split", default="all", choices=SPLITS)
-    args = parser.parse_args(argv)
-    dataset = build_dataset(args.spec, args.split)
-    problems = dataset.validate()
-    for line in problems:
-        print(line)
-    print(f"{len(dataset) - len(problems)} of {len(dataset)} samples ok "
-          f"({args.spec}, {args.split})")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,23 +11,18 @@ Labels follow DeepGlobe's annotation habits: a town's streets and yards are urba
 tracks outside towns take the class of the land around them. Everything is vectorised numpy /
 OpenCV (noise is up-sampled random grids): a 2048² scene takes a few seconds on one core.
 
-``python -m uhr_seg_ros.data.synthetic --size 2048 --seed 5 --out scene.png`` writes a scene,
-its colour label and an overlay; ``models/sample_frame.jpg`` is made by
-``python -m uhr_seg_ros.data.synthetic --sample-frame``.
+``uhr-seg synthetic --size 2048 --seed 5 --out scene.png`` writes a scene, its colour label and
+an overlay; ``models/sample_frame.jpg`` is made by ``uhr-seg synthetic --sample-frame``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
 import numpy as np
-
-from uhr_seg_ros.data.palettes import DEEPGLOBE_PALETTE, colorize
 
 URBAN, AGRICULTURE, RANGELAND, FOREST, WATER, BARREN = range(6)
 
@@ -531,7 +526,7 @@ def _meander(height: int, width: int, rng: np.random.Generator, wiggle: float) -
     return np.round(np.array(points)).astype(np.int32).reshape(-1, 1, 2)
 
 
-# --------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------ the sample frame
 
 
 def write_sample_frame(path: Path) -> None:
@@ -540,42 +535,3 @@ def write_sample_frame(path: Path) -> None:
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, SAMPLE_FRAME_QUALITY]):
         raise OSError(f"could not write {path}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m uhr_seg_ros.data.synthetic",
-        description="Render a synthetic aerial scene and its exact DeepGlobe label.")
-    parser.add_argument("--size", default="2048", help="N or HxW pixels (default 2048)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("scene.png"),
-                        help="image path; <stem>_label.png and <stem>_overlay.png are written too")
-    parser.add_argument("--sample-frame", action="store_true",
-                        help="regenerate models/sample_frame.jpg (2048², seed 1, JPEG q90)")
-    args = parser.parse_args(argv)
-    if args.sample_frame:
-        from uhr_seg_ros.paths import REPO_ROOT
-
-        target = REPO_ROOT / "models" / "sample_frame.jpg"
-        write_sample_frame(target)
-        print(f"wrote {target} ({target.stat().st_size / 2**20:.2f} MB)")
-        return 0
-    height, _, width = args.size.partition("x")
-    size = (int(height), int(width or height))
-    start = time.perf_counter()
-    image, label = generate_scene(size, seed=args.seed)
-    elapsed = time.perf_counter() - start
-    stem = args.out.with_suffix("")
-    cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(f"{stem}_label.png", cv2.cvtColor(colorize(label, DEEPGLOBE_PALETTE),
-                                                  cv2.COLOR_RGB2BGR))
-    cv2.imwrite(f"{stem}_overlay.png",
-                cv2.cvtColor(colorize(label, DEEPGLOBE_PALETTE, image, 0.35), cv2.COLOR_RGB2BGR))
-    shares = np.bincount(label.ravel(), minlength=6) / label.size
-    print(f"{size[1]}x{size[0]} seed {args.seed} in {elapsed:.2f} s; class shares "
-          + " ".join(f"{s:.2f}" for s in shares))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
