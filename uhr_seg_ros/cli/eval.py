@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.data.datasets import build_dataset
-    from uhr_seg_ros.engine.evaluate import evaluate, write_results
+    from uhr_seg_ros.evaluation.evaluate import evaluate, write_results
     from uhr_seg_ros.paths import default_model_path
     from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 

@@ -58,7 +58,9 @@ def resolve_config(name: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from uhr_seg_ros.engine.train import TrainingError, load_train_config, train
+    from uhr_seg_ros.training import TrainingError
+    from uhr_seg_ros.training.config import load_train_config
+    from uhr_seg_ros.training.loop import train
 
     config_path = resolve_config(args.config)
     config = load_train_config(config_path, reduced=args.reduced, overrides=args.overrides)

@@ -14,7 +14,7 @@ import pytest
 
 from uhr_seg_ros.data.datasets import BadSampleError, Sample, SegmentationDataset
 from uhr_seg_ros.data.palettes import IGNORE_INDEX, INRIA_CLASSES, INRIA_PALETTE
-from uhr_seg_ros.engine.evaluate import comparison_picture, evaluate, write_results
+from uhr_seg_ros.evaluation.evaluate import comparison_picture, evaluate, write_results
 
 
 class _Buildings(SegmentationDataset):

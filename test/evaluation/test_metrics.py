@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from uhr_seg_ros.engine.metrics import ConfusionMatrix
+from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
 
 # Truth / prediction of a 3×4 image with 3 classes and two ignored pixels (255).
 TRUTH = np.array([[0, 0, 1, 1],

@@ -24,7 +24,7 @@ import numpy as np
 
 from uhr_seg_ros.data.datasets import BadSampleError, SegmentationDataset
 from uhr_seg_ros.data.palettes import IGNORE_INDEX, palette_lut
-from uhr_seg_ros.engine.metrics import ConfusionMatrix
+from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
 
 if TYPE_CHECKING:
     from uhr_seg_ros.pipeline import Segmenter

@@ -8,18 +8,12 @@ import torch.nn.functional as F
 import yaml
 
 from uhr_seg_ros.cli import main as cli_main
-from uhr_seg_ros.engine.losses import SGHRQLoss
-from uhr_seg_ros.engine.train import (
-    ScheduleSection,
-    TrainStep,
-    _make_optimizer,
-    load_train_config,
-    pad_to_divisor,
-    train,
-    train_config_from_dict,
-)
 from uhr_seg_ros.model import SGHRQConfig, build_model, load_checkpoint
 from uhr_seg_ros.paths import config_dir
+from uhr_seg_ros.training.config import ScheduleSection, load_train_config, train_config_from_dict
+from uhr_seg_ros.training.crops import pad_to_divisor
+from uhr_seg_ros.training.loop import TrainStep, make_optimizer, train
+from uhr_seg_ros.training.losses import SGHRQLoss
 
 TINY_RUN = {
     "model": {"preset": "tiny"},
@@ -75,9 +69,9 @@ def test_poly_schedule_and_padding():
 
 def test_optimizer_choice_follows_the_schedule():
     model = torch.nn.Linear(2, 2)
-    sgd = _make_optimizer(model, ScheduleSection(lr=0.01, momentum=0.9, weight_decay=5e-4))
+    sgd = make_optimizer(model, ScheduleSection(lr=0.01, momentum=0.9, weight_decay=5e-4))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
-    adamw = _make_optimizer(model, ScheduleSection(optimizer="adamw", lr=2e-3, momentum=0.8,
+    adamw = make_optimizer(model, ScheduleSection(optimizer="adamw", lr=2e-3, momentum=0.8,
                                                    weight_decay=0.01, min_lr=1e-5))
     assert isinstance(adamw, torch.optim.AdamW)
     assert adamw.defaults["betas"] == (0.8, 0.999) and adamw.defaults["weight_decay"] == 0.01

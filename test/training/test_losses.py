@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uhr_seg_ros.engine.losses import LossWeights, SGHRQLoss, affinity_l1, segmentation_ce
 from uhr_seg_ros.model import SGHRQConfig, build_model
+from uhr_seg_ros.training.losses import LossWeights, SGHRQLoss, affinity_l1, segmentation_ce
 
 
 def test_ce_ignores_255_and_resizes_logits():

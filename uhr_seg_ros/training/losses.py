@@ -17,6 +17,8 @@ from uhr_seg_ros.data.palettes import IGNORE_INDEX
 
 #: Heads supervised with cross-entropy against the labels (key in ``forward_train``'s dict).
 CE_HEADS = ("logits", "aspp", "aux8", "aux16", "aux16_m", "fcn")
+#: Every term of the total loss, in the order the training logs list them.
+LOSS_TERMS = (*CE_HEADS, "sr", "affinity")
 
 
 @dataclass(frozen=True)
