@@ -6,17 +6,37 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.uhr_seg_installed
+# ros2cli, launch, launch_ros, launch_testing as wheels (no PyPI release); CI has them beside the
+# checkout. Without them `ros2 launch` and the launch tests are unavailable (the tests skip).
+ROS2_TOOLS ?= ../shared/ros2-tools
+ROS2_STAMP := $(VENV)/.ros2_tools_installed
+AMENT_STAMP := $(VENV)/.ament_prefix
 
 .PHONY: setup test test-fast demo lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(AMENT_STAMP) $(ROS2_STAMP)
 
+# Editable install: edits take effect at once.
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[test,ros,onnx,geo,batch]"
 	touch $(STAMP)
+
+# The venv as an ament prefix for the checkout (marker, share/uhr_seg_ros, lib/uhr_seg_ros:
+# uhr_seg_ros/ros/ament_prefix.py), and bin/activate setting AMENT_PREFIX_PATH. Re-run when a
+# shared file appears or goes.
+$(AMENT_STAMP): $(STAMP) package.xml uhr_seg_ros/ros/ament_prefix.py $(wildcard launch/* config/* config/*/* models/*)
+	$(PY) -m uhr_seg_ros.ros.ament_prefix $(VENV) --activate-hook
+	touch $@
+
+$(ROS2_STAMP): $(STAMP)
+	@if [ -x $(ROS2_TOOLS)/install.sh ]; then \
+	  $(ROS2_TOOLS)/install.sh $(abspath $(VENV)) && touch $@; \
+	else \
+	  echo "note: no $(ROS2_TOOLS): ros2 launch/run need a ROS 2 install (docs.ros.org; then colcon build, see docs/ros.md); launch tests will skip"; \
+	fi
 
 # The whole suite, slow tests included (what CI runs).
 test: setup

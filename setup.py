@@ -1,12 +1,14 @@
 """Build script for both colcon (ament_python) and plain pip installs.
 
-The same tree installs two ways:
-* ``colcon build`` puts executables in ``lib/uhr_seg_ros`` (see setup.cfg) so ``ros2 run`` and
-  ``ros2 launch`` find them, and registers the package in the ament index;
-* ``pip install -e .`` into a venv on a machine without ROS gives the ``uhr-seg`` command and the
-  ``seg_node`` executable on PATH.
-In both modes config/, launch/ and models/ land in ``<prefix>/share/uhr_seg_ros`` and are found by
-``uhr_seg_ros.paths``.
+The same tree installs three ways, each a ROS 2 prefix that ``ros2 launch`` / ``ros2 run`` use:
+* ``colcon build`` (ament_python): console scripts go to ``lib/uhr_seg_ros`` (setup.cfg), the
+  data files below register the package in the ament index and fill ``share/uhr_seg_ros``;
+* ``pip install .`` into a venv: the same data files, and launchers in ``lib/uhr_seg_ros``
+  (resource/lib/: pip puts console scripts in ``bin/`` only, where ``ros2 run`` does not look);
+* ``pip install -e .`` (``make setup``): editable installs install no data files, so
+  ``python -m uhr_seg_ros.ros.ament_prefix VENV`` links them into the venv afterwards.
+``uhr-seg``, ``seg_node`` and ``demo_source`` are also on PATH in a venv. Files in share/ are found
+by ``uhr_seg_ros.paths``.
 """
 
 from glob import glob
@@ -31,6 +33,9 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
+        # Same names as the console scripts: under colcon these overwrite them (install_data
+        # runs after install_scripts) and run the same main().
+        (f"lib/{PACKAGE}", sorted(glob("resource/lib/*"))),
         _share("launch", ["*.py"]),
         _share("config", ["*.yaml", "*.xml"]),
         _share("config/memory_models", ["*.json"]),

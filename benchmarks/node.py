@@ -152,7 +152,7 @@ def bench_node(probe: Probe, msg, checkpoint: Path, args: argparse.Namespace, lo
     """The node's stats after ``args.frames`` ping-pong frames, and the round trips (ms)."""
     node = RosProcess(
         "uhr_seg_ros.seg_node",
-        ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={INPUT_TOPIC}",
+        ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={INPUT_TOPIC}", "-p", "autostart:=true",
          "-p", f"model_path:={checkpoint}", "-p", f"backend_order:=[{args.backend}]",
          "-p", f"memory_cap_mb:={args.cap_mb}", "-p", f"patch_size:={args.patch}",
          "-p", f"overlap:={args.overlap}", "-p", f"batch_size:={args.batch}",

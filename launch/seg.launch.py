@@ -7,6 +7,9 @@
         params_file:=$(ros2 pkg prefix uhr_seg_ros)/share/uhr_seg_ros/config/jetson_orin.yaml
 
 The node runs as ``<namespace>/uhr_seg`` with its ``image`` input remapped to ``image_topic``.
+It is a managed (lifecycle) node: with ``autostart:=true`` (the default, as Nav2's lifecycle
+manager does) it configures and activates itself; with ``autostart:=false`` it waits unconfigured
+for ``ros2 lifecycle set /uhr_seg/uhr_seg configure`` (then ``activate``) or a lifecycle manager.
 Every process started here loads config/fastdds_large_images.xml through the variable this
 distribution's Fast DDS reads (FASTRTPS_DEFAULT_PROFILES_FILE on Humble/Iron/Jazzy,
 FASTDDS_DEFAULT_PROFILES_FILE on Kilted and later), unless the user already chose a profile:
@@ -23,23 +26,27 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 from uhr_seg_ros.ros.fastdds import PROFILE_FILE_NAME, profile_variables
 
 PACKAGE = "uhr_seg_ros"
 
 
-def _seg_node(context: LaunchContext) -> list[Node]:
-    """The segmentation node; ``model`` and ``backend`` override the params file only when set."""
-    overrides = {}
+def _seg_node(context: LaunchContext) -> list[LifecycleNode]:
+    """The segmentation node; ``model`` and ``backend`` override the params file only when set,
+    ``autostart`` always (a lifecycle choice of this launch, not of the params file)."""
+    autostart = LaunchConfiguration("autostart").perform(context).strip().lower()
+    if autostart not in ("true", "false"):
+        raise ValueError(f"autostart must be true or false, got {autostart!r}")
+    overrides: dict[str, object] = {"autostart": autostart == "true"}
     model = LaunchConfiguration("model").perform(context)
     if model:
         overrides["model_path"] = model
     backend = LaunchConfiguration("backend").perform(context)
     if backend:
         overrides["backend_order"] = [name.strip() for name in backend.split(",") if name.strip()]
-    return [Node(
+    return [LifecycleNode(
         package=PACKAGE,
         executable="seg_node",
         name="uhr_seg",
@@ -71,6 +78,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "backend", default_value="",
             description="backend order, comma-separated (e.g. 'cuda,cpu'); empty = params file"),
+        DeclareLaunchArgument(
+            "autostart", default_value="true",
+            description="configure and activate the lifecycle node at start-up; false = wait "
+                        "for `ros2 lifecycle set` or a lifecycle manager"),
         DeclareLaunchArgument(
             "demo", default_value="false",
             description="also run a demo camera publishing on image_topic"),

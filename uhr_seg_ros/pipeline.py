@@ -269,11 +269,45 @@ class Segmenter:
             self._warmed.add((plan.batch, plan.patch))
         return plan
 
+    def minimum_cap_mb(self) -> float:
+        """The smallest cap any frame can be segmented under: the planner's smallest plan (one
+        window of the smallest patch the backend runs, batch 1) plus the safety margin.
+
+        A cap below it fails every frame, so adapters refuse it when it is set instead of on
+        the first frame.
+        """
+        s = self.settings
+        if s.patch_size is not None:
+            patch = s.patch_size
+        elif self._allowed_patches:
+            patch = min(self._allowed_patches)
+        else:
+            patch = self.backend.size_divisor
+        plan = plan_tiles(
+            patch, patch, cap_bytes=2**62, memory_model=self.memory_model,
+            num_classes=self.backend.num_classes, device=self.backend.device,
+            input_dtype=self.backend.input_dtype, held_bytes=self.held_bytes(),
+            max_batch=self.backend.max_batch, size_divisor=self.backend.size_divisor,
+            with_confidence=s.return_confidence, safety_margin=s.safety_margin,
+            patch_size=patch, overlap=0, batch_size=1, allowed_patches=self._allowed_patches)
+        return plan.predicted_peak_bytes / (1.0 - s.safety_margin) / 2**20
+
+    def check_memory_cap(self, mb: float) -> None:
+        """Raise :class:`PlanError` with the fix when no frame at all could run under ``mb``."""
+        if not mb > 0:
+            raise PlanError(f"memory cap must be positive, got {mb} MB")
+        minimum = self.minimum_cap_mb()
+        if mb < minimum:
+            raise PlanError(
+                f"a memory cap of {mb:.0f} MB is below the {minimum:.0f} MB that the smallest tile "
+                f"plan of this model on {self.backend.describe()} needs (weights, one window, "
+                f"buffers, safety margin); raise memory_cap_mb to at least {minimum:.0f}")
+
     def set_memory_cap(self, mb: float) -> TilePlan | None:
         """Change the cap and re-plan the frame size in use (returned; None before any frame).
-        Raises :class:`PlanError` (and keeps the old cap) when nothing fits the new one."""
-        if mb <= 0:
-            raise PlanError(f"memory cap must be positive, got {mb} MB")
+        Raises :class:`PlanError` (and keeps the old cap) when nothing fits the new one, also
+        before the first frame when no frame could fit (:meth:`check_memory_cap`)."""
+        self.check_memory_cap(mb)
         old_cap, old_plans = self.settings.memory_cap_mb, self._plans
         self.settings.memory_cap_mb, self._plans = float(mb), {}
         if self._active_size is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from uhr_seg_ros.ros.lifecycle import run_node
+from uhr_seg_ros.ros.runner import run_node
 from uhr_seg_ros.ros.node import SegNode
 from uhr_seg_ros.ros.params import ParamError
 

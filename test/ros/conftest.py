@@ -6,10 +6,22 @@ rclpy is not importable; conversion, stats and parameter parsing tests need no R
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from uhr_seg_ros.ros.ament_prefix import marker_path
+
+#: Where ``make setup`` registered the package (the venv), put on AMENT_PREFIX_PATH for launch
+#: tests and the ``ros2`` processes they start, as ``source .venv/bin/activate`` does.
+VENV_PREFIX = Path(sys.prefix)
+if marker_path(VENV_PREFIX).is_file() and str(VENV_PREFIX) not in os.environ.get(
+        "AMENT_PREFIX_PATH", "").split(os.pathsep):
+    os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(
+        p for p in (str(VENV_PREFIX), os.environ.get("AMENT_PREFIX_PATH", "")) if p)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from importlib.metadata import distribution
 import pytest
 
 from uhr_seg_ros.paths import REPO_ROOT
+from uhr_seg_ros.ros.ament_prefix import EXECUTABLES
 from uhr_seg_ros.ros.fastdds import PROFILE_FILE_NAME
 from uhr_seg_ros.ros.params import PARAM_NAMES
 
@@ -40,11 +41,12 @@ def _declared(tree: ast.Module) -> dict[str, ast.expr]:
 def test_declares_the_documented_arguments_with_their_defaults(tree):
     declared = _declared(tree)
     assert set(declared) == {"params_file", "model", "image_topic", "namespace", "backend",
-                             "demo", "demo_source"}
+                             "autostart", "demo", "demo_source"}
     literal = {name: value.value for name, value in declared.items()
                if isinstance(value, ast.Constant)}
     assert literal == {"model": "", "image_topic": "/camera/image_raw", "namespace": "uhr_seg",
-                       "backend": "", "demo": "false", "demo_source": "sample"}
+                       "backend": "", "autostart": "true", "demo": "false",
+                       "demo_source": "sample"}
 
 
 def test_default_params_file_is_the_shipped_seg_yaml(tree):
@@ -72,19 +74,27 @@ def test_argument_overrides_name_real_node_parameters(tree):
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
             and node.value.id == "overrides" and isinstance(node.slice, ast.Constant)}
     assert keys == {"model_path", "backend_order"}
+    assert "overrides: dict[str, object] = {'autostart':" in ast.unparse(tree)
     assert keys <= set(PARAM_NAMES)
 
 
-def test_launched_executables_are_installed_console_scripts(tree):
-    executables = {_keyword(call, "executable").value for call in _calls(tree, "Node")}
-    assert executables == {"seg_node", "demo_source"}
+def _node_actions(tree: ast.Module) -> list[ast.Call]:
+    return _calls(tree, "Node") + _calls(tree, "LifecycleNode")
+
+
+def test_launched_executables_are_installed_console_scripts_and_lib_launchers(tree):
+    executables = {_keyword(call, "executable").value for call in _node_actions(tree)}
+    assert executables == {"seg_node", "demo_source"} == set(EXECUTABLES)
     scripts = {ep.name for ep in distribution("uhr_seg_ros").entry_points
                if ep.group == "console_scripts"}
     assert executables <= scripts
+    # what non-editable and colcon installs put in lib/uhr_seg_ros (where ros2 run looks)
+    assert {p.name for p in (REPO_ROOT / "resource" / "lib").iterdir()} == executables
 
 
-def test_seg_node_input_is_remapped_to_image_topic(tree):
-    seg_node = next(call for call in _calls(tree, "Node")
+def test_seg_node_is_a_lifecycle_node_remapped_to_image_topic(tree):
+    seg_node = next(call for call in _node_actions(tree)
                     if _keyword(call, "executable").value == "seg_node")
+    assert seg_node.func.id == "LifecycleNode"
     remappings = ast.unparse(_keyword(seg_node, "remappings"))
     assert "('image', LaunchConfiguration('image_topic'))" in remappings

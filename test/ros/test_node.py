@@ -25,6 +25,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -102,6 +103,7 @@ class Rig:
     def __init__(self, context, namespace: str, segmenter, colour: bool = True,
                  **overrides) -> None:
         overrides.setdefault("input_reliability", "reliable")
+        overrides.setdefault("autostart", True)
         self.node = SegNode(segmenter=segmenter, context=context, namespace=namespace,
                             parameter_overrides=[Parameter(k, value=v)
                                                  for k, v in overrides.items()])
@@ -351,14 +353,137 @@ def test_stats_at_a_fixed_rate_without_frames_and_rate_change_at_run_time(rig):
     assert r.spin_until(lambda: r.probe.last_stats().get("frames_published") == "1")
 
 
-def test_missing_model_keeps_the_node_up_and_reports_it(rig, tmp_path):
-    r = rig(segmenter=None, model_path=str(tmp_path / "missing.pt"), backend_order=["cpu"])
-    r.send(image_msg(frame()))
-    assert r.node.stats.rejections() == {"model_unavailable": 1}
-    assert r.spin_until(lambda: bool(r.probe.diagnostics), 5)
-    status = r.probe.diagnostics[-1].status[0]
-    assert status.level == DiagnosticStatus.ERROR
-    assert "missing.pt" in status.message and "model_path" in status.message
+class LifecycleClient:
+    """Drives a node through its lifecycle services, as ``ros2 lifecycle set/get`` does."""
+
+    def __init__(self, probe: Probe, executor, node_name: str) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self.executor = executor
+        self._change = probe.node.create_client(ChangeState, f"{node_name}/change_state")
+        self._get = probe.node.create_client(GetState, f"{node_name}/get_state")
+        assert spin_until(executor, lambda: self._change.service_is_ready()
+                          and self._get.service_is_ready(), 10), "lifecycle services missing"
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        assert spin_until(self.executor, future.done, 60), "lifecycle service did not answer"
+        return future.result()
+
+    def set(self, label: str) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        return self._call(self._change, ChangeState.Request(
+            transition=Transition(label=label))).success
+
+    def get(self) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self._call(self._get, GetState.Request()).current_state.label
+
+
+def test_lifecycle_failed_configure_then_fixed_parameter_then_every_transition(
+        ros_context, tiny_segmenter, tiny_checkpoint, tmp_path):
+    namespace = "/lifecycle"
+    node = SegNode(context=ros_context, namespace=namespace, parameter_overrides=[
+        Parameter("model_path", value=str(tmp_path / "missing.pt")),
+        Parameter("backend_order", value=["cpu"]),
+        Parameter("input_reliability", value="reliable")])
+    probe = Probe(ros_context, namespace, colour=False)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(probe.node)
+    try:
+        lifecycle = LifecycleClient(probe, executor, f"{namespace}/uhr_seg")
+        assert lifecycle.get() == "unconfigured"  # autostart is off: waits for a manager
+        # configure fails: FAILURE, reason on /diagnostics, node still up and unconfigured
+        assert not lifecycle.set("configure")
+        assert lifecycle.get() == "unconfigured"
+        assert spin_until(executor, lambda: any(
+            "missing.pt" in d.status[0].message for d in probe.diagnostics), 5)
+        status = next(d.status[0] for d in probe.diagnostics if "missing.pt" in d.status[0].message)
+        assert status.level == DiagnosticStatus.ERROR and "model_path" in status.message
+        # a cap no plan can meet is a configure failure too, naming the cap that would fit
+        for name, value in (("model_path", str(tiny_checkpoint)), ("memory_cap_mb", 0.001)):
+            result, = node.set_parameters([Parameter(name, value=value)])
+            assert result.successful, result.reason  # unconfigured: start-up values may change
+        assert not lifecycle.set("configure")
+        assert "raise memory_cap_mb to at least" in stats_table(
+            probe.diagnostics[-1])["configure_error"]
+        result, = node.set_parameters([Parameter("memory_cap_mb", value=1500.0)])
+        assert result.successful
+        assert lifecycle.set("configure") and lifecycle.get() == "inactive"
+        assert spin_until(executor, lambda: probe.images.get_subscription_count() > 0
+                          and probe.node.count_publishers(f"{namespace}/mask") > 0, 10)
+        # configured: the model-picking parameters are fixed, a cap nothing fits is refused
+        result, = node.set_parameters([Parameter("model_path", value="/other.pt")])
+        assert not result.successful and "cleanup" in result.reason
+        result, = node.set_parameters([Parameter("memory_cap_mb", value=0.001)])
+        assert not result.successful and "smallest tile plan" in result.reason
+
+        def outcome(published: int, rejected: int) -> bool:
+            counts = node.stats.counts()
+            return (counts.published, counts.rejected, counts.in_flight) == (
+                published, rejected, 0)
+
+        probe.images.publish(image_msg(frame()))  # inactive: counted, not segmented
+        assert spin_until(executor, lambda: outcome(0, 1), 20)
+        assert lifecycle.set("activate") and lifecycle.get() == "active"
+        probe.images.publish(image_msg(frame(), frame_id="after_activate"))
+        assert spin_until(executor, lambda: outcome(1, 1) and bool(probe.masks), 30)
+        assert probe.masks[-1].header.frame_id == "after_activate"
+        assert lifecycle.set("deactivate") and lifecycle.get() == "inactive"
+        probe.images.publish(image_msg(frame()))
+        assert spin_until(executor, lambda: outcome(1, 2), 20)
+        assert node.stats.rejections() == {"inactive": 2} and len(probe.masks) == 1
+        assert_accounting(node.stats.counts())
+        assert lifecycle.set("cleanup") and lifecycle.get() == "unconfigured"
+        assert node._segmenter is None  # released (closed: it was built by configure)
+        assert spin_until(executor, lambda: probe.node.count_publishers(
+            f"{namespace}/mask") == 0, 10)
+        assert lifecycle.set("shutdown") and lifecycle.get() == "finalized"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+def test_deactivate_finishes_the_frame_in_flight(rig, tiny_segmenter, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    real_segment = tiny_segmenter.segment
+
+    def slow_segment(image):
+        entered.set()
+        assert release.wait(20), "test never released the worker"
+        return real_segment(image)
+
+    monkeypatch.setattr(tiny_segmenter, "segment", slow_segment)
+    r = rig()
+    r.probe.images.publish(image_msg(frame(), frame_id="in_flight"))
+    assert r.spin_until(entered.is_set)
+    threading.Timer(0.5, release.set).start()
+    assert r.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS  # waits for it
+    counts = r.node.stats.counts()
+    assert (counts.published, counts.in_flight) == (1, 0)
+    assert r.spin_until(lambda: bool(r.probe.masks))
+    assert r.probe.masks[0].header.frame_id == "in_flight"
+    # an injected Segmenter stays the caller's: cleanup does not close it
+    assert r.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert tiny_segmenter.segment(frame()).mask.shape == (48, 64)
+
+
+def test_misspelt_parameter_is_named_with_the_closest_valid_name(ros_context, tiny_segmenter,
+                                                                 capfd):
+    node = SegNode(segmenter=tiny_segmenter, context=ros_context, namespace="/typo",
+                   parameter_overrides=[Parameter("memory_cap_mbb", value=900.0)])
+    try:
+        assert node.params.memory_cap_mb == 1500.0
+    finally:
+        node.destroy_node()
+    err = capfd.readouterr().err
+    assert err.count("unknown parameter 'memory_cap_mbb' is ignored; did you mean "
+                     "'memory_cap_mb'?") == 1, err
 
 
 # -- across processes ---------------------------------------------------------------------------
@@ -374,7 +499,8 @@ class NodeProcess:
         with self.log_path.open("w") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "-r",
-                 f"__ns:={namespace}", *ros_args], stdout=log, stderr=subprocess.STDOUT)
+                 f"__ns:={namespace}", "-p", "autostart:=true", *ros_args],
+                stdout=log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -543,3 +669,19 @@ def test_invalid_parameter_at_start_exits_2_naming_it():
     assert result.returncode == 2, result.stdout + result.stderr
     assert "memory_cap_mb" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "does not exist"),
+    ("/**:\n  ros__parameters:\n    memory_cap_mb: [1\n", "is not valid YAML at line 4"),
+])
+def test_missing_or_malformed_params_file_is_one_line_and_exit_2(tmp_path, content, expected):
+    params_file = tmp_path / "seg.yaml"
+    if content is not None:
+        params_file.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "--params-file",
+         str(params_file)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and str(params_file) in lines[0] and expected in lines[0], lines

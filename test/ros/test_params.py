@@ -12,6 +12,7 @@ from uhr_seg_ros.ros.params import (
     apply_runtime_changes,
     check_against_model,
     parse_params,
+    unknown_parameter_warnings,
 )
 
 
@@ -68,11 +69,30 @@ def test_runtime_change_applies_on_top_of_current_values():
 
 def test_start_up_only_parameters_are_refused_at_run_time_but_unchanged_values_pass():
     current = NodeParams()
-    with pytest.raises(ParamError, match="model_path.*restart"):
+    with pytest.raises(ParamError, match="model_path.*configured.*cleanup.*restart"):
         apply_runtime_changes(current, {"model_path": "/other.pt"})
     with pytest.raises(ParamError, match="backend_order"):
         apply_runtime_changes(current, {"backend_order": ["cpu"]})
     assert apply_runtime_changes(current, {"model_path": ""}) == current
+
+
+def test_unconfigured_node_takes_every_valid_change_still_validated():
+    changed = apply_runtime_changes(NodeParams(), {"model_path": "/m.pt"}, configured=False)
+    assert changed.model_path == "/m.pt"
+    with pytest.raises(ParamError, match="precision"):
+        apply_runtime_changes(NodeParams(), {"precision": "int3"}, configured=False)
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("memory_cap_mbb", "did you mean 'memory_cap_mb'?"),
+    ("backend", "did you mean 'backend_order'?"),
+    ("overlay_apha", "did you mean 'overlay_alpha'?"),
+    ("zzz", "valid: model_path, backend_order"),
+])
+def test_unknown_parameter_gets_one_warning_with_the_closest_name(name, hint):
+    (warning,) = unknown_parameter_warnings([name, name, "memory_cap_mb"])
+    assert warning.startswith(f"unknown parameter '{name}' is ignored; ")
+    assert hint in warning
 
 
 def test_runtime_change_still_validates():
@@ -101,7 +121,7 @@ def test_declare_params_reads_overrides_on_a_real_node(ros_context):
         assert params.memory_cap_mb == 640.0 and params.backend_order == ("cpu",)
         assert all(node.has_parameter(name) for name in PARAM_NAMES)
         descriptor = node.describe_parameter("model_path")
-        assert "fixed at start-up" in descriptor.description
+        assert "read on configure" in descriptor.description
     finally:
         node.destroy_node()
 

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(profile_variables(os.environ))
     node = RosProcess(
         "uhr_seg_ros.seg_node",
-        ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={IMAGE_TOPIC}",
+        ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={IMAGE_TOPIC}", "-p", "autostart:=true",
          "-p", f"model_path:={model.resolve()}", "-p", f"backend_order:=[{','.join(backends)}]"],
         args.out / "seg_node.log", os.environ)
     camera = RosProcess(

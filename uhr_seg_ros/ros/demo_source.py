@@ -29,7 +29,7 @@ from uhr_seg_ros.data.datasets import IMAGE_SUFFIXES
 from uhr_seg_ros.data.image_io import read_rgb
 from uhr_seg_ros.paths import models_dir
 from uhr_seg_ros.ros.image_conversion import fill_image_msg
-from uhr_seg_ros.ros.lifecycle import run_node
+from uhr_seg_ros.ros.runner import run_node
 
 SAMPLE_FRAME_NAME = "sample_frame.jpg"
 ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "mono8")

@@ -1,8 +1,9 @@
 """The ``uhr_seg`` node: image topic in, class mask out, over one :class:`Segmenter`.
 
-A thin adapter (see docs/node.md for the interface): it decodes frames, hands the newest one to
-a single worker thread, publishes what the Segmenter returns and counts everything. The model,
-tiling and backends live in the core and know nothing about ROS.
+A thin adapter (see docs/node.md for the interface) and a managed lifecycle node: ``configure``
+builds the Segmenter, ``activate`` starts segmenting, ``cleanup`` frees it. It decodes frames,
+hands the newest one to a single worker thread, publishes what the Segmenter returns and counts
+everything. The model, tiling and backends live in the core and know nothing about ROS.
 
 Threading: the subscription callback only swaps the frame into a depth-1 slot (latest frame
 wins; a frame replaced before the worker took it counts as dropped) and never waits for
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -39,10 +40,13 @@ from uhr_seg_ros.ros.params import (
     apply_runtime_changes,
     check_against_model,
     declare_params,
+    read_params,
 )
 from uhr_seg_ros.ros.stats import NodeStats
 
 NODE_NAME = "uhr_seg"
+#: Rejection reason of a frame that arrived while the node was not active.
+INACTIVE = "inactive"
 #: After a CUDA out-of-memory error the cap is lowered to this fraction and the frame retried.
 OOM_CAP_FACTOR = 0.75
 #: Seconds between two log lines about rejected frames (every frame is still counted).
@@ -96,14 +100,25 @@ class _RosLogHandler(logging.Handler):
             self._ros_logger.debug(message)
 
 
-class SegNode(Node):
-    """Segments every frame it can keep up with and publishes ``mask``, ``mask_color``, ``stats``.
+class SegNode(LifecycleNode):
+    """A managed (lifecycle) node that segments every frame it can keep up with.
+
+    States, as in Nav2 and other GPU-owning ROS 2 nodes (docs/node.md, "Lifecycle"):
+
+    * **unconfigured** (start): parameters declared, ``/diagnostics`` published, no model;
+    * ``configure``: read the parameters, load and check the model, pick the backend, get the
+      memory model, refuse a cap no plan fits; create the topics. A failure returns FAILURE
+      with the reason in the log and on ``/diagnostics``, and the node stays unconfigured: fix
+      the parameter (``ros2 param set``) and configure again;
+    * **inactive**: frames are received and counted (rejected as ``inactive``), not segmented;
+    * ``activate`` / **active**: frames are segmented and masks published;
+    * ``deactivate``: stop taking frames, finish the one in flight;
+    * ``cleanup``: release the Segmenter (model, engines, device memory) and the topics;
+    * ``shutdown`` from any state.
 
     Args:
-        segmenter: an already built Segmenter (tests, embedding in a larger program); None
-            builds one from the parameters. A model that cannot be loaded does not stop the
-            node: it stays up, reports the error on ``/diagnostics`` and rejects frames with
-            reason ``model_unavailable``.
+        segmenter: an already built Segmenter that ``configure`` uses instead of building one
+            (tests, embedding in a larger program); it stays the caller's and is not closed.
         **node_kwargs: passed to :class:`rclpy.node.Node` (``context``, ``parameter_overrides``,
             ``namespace``, ...).
 
@@ -115,11 +130,17 @@ class SegNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         # State destroy_node() relies on comes first: a failing constructor is cleaned up by it.
         self._segmenter: Segmenter | None = None
-        self._owns_segmenter = False
+        self._injected_segmenter = segmenter  # the caller's: used by configure, never closed
+        self._segmenter_lock = threading.Lock()
         self._slot = threading.Condition()
         self._pending: tuple[Any, float] | None = None
+        self._active = False
+        self._busy = False  # the worker is processing a frame
         self._stopping = False
         self._worker: threading.Thread | None = None
+        self._image_sub = None
+        self._mask_pub = self._color_pub = self._stats_pub = None
+        self._stats_timer = None
         self._core_log = logging.getLogger("uhr_seg_ros")
         self._log_bridge = _RosLogHandler(self.get_logger())
         self._core_log.addHandler(self._log_bridge)
@@ -128,66 +149,167 @@ class SegNode(Node):
 
         self.params = declare_params(self)
         self.stats = NodeStats()
-        self._segmenter_lock = threading.Lock()
-        self._model_error = ""
-        self._owns_segmenter = segmenter is None  # an injected Segmenter stays the caller's
-        self._segmenter = segmenter if segmenter is not None else self._build_segmenter()
-        if self._segmenter is not None:
-            check_against_model(self.params, self._segmenter.backend.num_classes)
+        self._lifecycle_state = "unconfigured"
+        self._configure_error = ""
         self._last_plan = "no frame segmented yet"
         self._last_rejection = ""
+        self._mask_msg, self._color_msg = Image(), Image()
+        self._rgb_buffer = np.empty((0, 0, 3), np.uint8)
 
+        # Always reliable: diagnostic aggregators and rqt subscribe reliably. Published in every
+        # state, so a failed configure is seen where flight logs look.
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                      DIAGNOSTICS_QOS)
+        self._worker = threading.Thread(target=self._work, name="uhr_seg_worker", daemon=True)
+        self._worker.start()
+        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.params.autostart:
+            self._autostart()
+
+    def _autostart(self) -> None:
+        """configure, then activate, as a lifecycle manager would; a failure leaves the node up
+        in the state it reached (the reason is logged and on /diagnostics)."""
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- lifecycle transitions --------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            params = read_params(self)
+            segmenter = self._build_segmenter(params)
+        except (OSError, ValueError, RuntimeError) as exc:  # no/corrupt model, no backend, cap
+            self._configure_error = f"configure failed: {exc}"
+            self.get_logger().error(
+                f"{self._configure_error}. The node stays unconfigured; fix the parameter "
+                "(ros2 param set) and configure again (ros2 lifecycle set <node> configure).")
+            self._publish_diagnostics()
+            return TransitionCallbackReturn.FAILURE
+        self.params, self._segmenter, self._configure_error = params, segmenter, ""
+        self._create_topics()
+        self._set_state("inactive")
+        self.get_logger().info(
+            f"configured: {self._image_sub.topic_name} -> {self._mask_pub.topic_name} with "
+            f"{segmenter.describe()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._slot:
+            self._active = True
+        self._set_state("active")
+        self.get_logger().info("active: segmenting frames")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_taking_frames()
+        self._set_state("inactive")
+        self.get_logger().info("inactive: frames are counted, not segmented")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_taking_frames()
+        self._release()
+        self._set_state("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_taking_frames()
+        self._release()
+        self._set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _set_state(self, label: str) -> None:
+        self._lifecycle_state = label
+        self._publish_diagnostics()
+
+    def _build_segmenter(self, params: NodeParams) -> Segmenter:
+        """The configured Segmenter; raises with the reason when it cannot be used."""
+        injected = self._injected_segmenter
+        segmenter = injected or Segmenter.from_settings(segmenter_settings(params))
+        try:
+            check_against_model(params, segmenter.backend.num_classes)
+            segmenter.set_memory_cap(params.memory_cap_mb)  # PlanError when no plan can fit
+        except ValueError:
+            if injected is None:
+                segmenter.close()
+            raise
+        return segmenter
+
+    def _create_topics(self) -> None:
         out_qos = topic_qos(self.params.output_reliability)
         self._mask_pub = self.create_publisher(Image, "mask", out_qos)
         self._color_pub = self.create_publisher(Image, "mask_color", out_qos)
         self._stats_pub = self.create_publisher(DiagnosticArray, "stats", out_qos)
-        # Always reliable: diagnostic aggregators and rqt subscribe reliably.
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
-                                                      DIAGNOSTICS_QOS)
-        self._mask_msg, self._color_msg = Image(), Image()
-        self._rgb_buffer = np.empty((0, 0, 3), np.uint8)
-
         compressed = self.params.input_transport == "compressed"
         self._image_sub = self.create_subscription(
             CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
             self._on_frame, topic_qos(self.params.input_reliability))
-
-        self._worker = threading.Thread(target=self._work, name="uhr_seg_worker", daemon=True)
-        self._worker.start()
-
-        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
-        self._stats_timer = None
         self._schedule_stats(self.params.stats_rate_hz)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        if self._segmenter is not None:
-            self.get_logger().info(
-                f"segmenting {self._image_sub.topic_name} -> {self._mask_pub.topic_name} "
-                f"with {self._segmenter.describe()}")
+    def _stop_taking_frames(self) -> None:
+        """Refuse new frames, drop the waiting one, wait for the one in flight to finish."""
+        with self._slot:
+            self._active = False
+            if self._pending is not None:
+                self._pending = None
+                self.stats.frame_dropped()
+            while self._busy:
+                self._slot.wait()
 
-    # -- start-up ---------------------------------------------------------------------------
-
-    def _build_segmenter(self) -> Segmenter | None:
-        try:
-            return Segmenter.from_settings(segmenter_settings(self.params))
-        except (OSError, ValueError, RuntimeError) as exc:  # missing/corrupt model, no backend
-            self._model_error = f"model not loaded: {exc}"
-            self.get_logger().error(
-                f"{self._model_error}. The node stays up and rejects frames; restart it with a "
-                "valid model_path (see docs/node.md).")
-            return None
+    def _release(self) -> None:
+        """Destroy the topics and free the Segmenter and the device memory it held."""
+        self._schedule_stats(0.0)
+        for entity, destroy in ((self._image_sub, self.destroy_subscription),
+                                (self._mask_pub, self.destroy_publisher),
+                                (self._color_pub, self.destroy_publisher),
+                                (self._stats_pub, self.destroy_publisher)):
+            if entity is not None:
+                destroy(entity)
+        self._image_sub = self._mask_pub = self._color_pub = self._stats_pub = None
+        with self._segmenter_lock:
+            segmenter, self._segmenter = self._segmenter, None
+        if segmenter is None:
+            return
+        cuda = segmenter.backend.device.type == "cuda"
+        before = torch.cuda.memory_allocated(segmenter.backend.device) if cuda else 0
+        if segmenter is not self._injected_segmenter:
+            segmenter.close()
+            del segmenter
+            if cuda:
+                torch.cuda.empty_cache()
+        if not self.context.ok():
+            return  # process shutdown: the log could no longer reach /rosout
+        if cuda:
+            after = torch.cuda.memory_allocated()
+            self.get_logger().info(f"cleaned up: CUDA memory allocated {before / 2**20:.0f} MB "
+                                   f"-> {after / 2**20:.0f} MB")
+        else:
+            self.get_logger().info("cleaned up: model and backend released")
 
     # -- input ------------------------------------------------------------------------------
 
     def _on_frame(self, msg: Image | CompressedImage) -> None:
-        """Latest frame wins: never blocks on inference."""
+        """Latest frame wins: never blocks on inference. While inactive, frames are counted
+        (rejected as ``inactive``) so the accounting stays exact across transitions."""
         self.stats.frame_received()
         with self._slot:
-            replaced = self._pending is not None
-            self._pending = (msg, time.perf_counter())
-            self._slot.notify()
+            active = self._active
+            replaced = active and self._pending is not None
+            if active:
+                self._pending = (msg, time.perf_counter())
+                self._slot.notify_all()
         if replaced:
             self.stats.frame_dropped()
+        if not active:
+            self.stats.frame_rejected(INACTIVE)
+            if self.params.stats_rate_hz == 0.0:
+                self._publish_stats()
 
     def _next_frame(self) -> tuple[Any, float] | None:
         """Block until a frame waits in the slot; None once the node is stopping."""
@@ -197,6 +319,7 @@ class SegNode(Node):
             if self._stopping:
                 return None
             item, self._pending = self._pending, None
+            self._busy = True
             return item
 
     def _work(self) -> None:
@@ -208,6 +331,10 @@ class SegNode(Node):
                     return  # shut down mid-frame: the publishers are gone, nothing to report
                 self.get_logger().error(f"publishing stats failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=REJECT_LOG_PERIOD_S)
+            finally:
+                with self._slot:
+                    self._busy = False
+                    self._slot.notify_all()
 
     def _handle(self, msg: Image | CompressedImage, received_at: float) -> None:
         """Process one frame (any failure rejects this frame only), then report per frame."""
@@ -252,9 +379,9 @@ class SegNode(Node):
 
     def _segment(self, rgb: np.ndarray) -> SegmentationResult:
         """Segment under the lock; on CUDA out-of-memory free the cache, lower the cap, retry once."""
-        if self._segmenter is None:
-            raise FrameRejected("model_unavailable", self._model_error)
         with self._segmenter_lock:
+            if self._segmenter is None:  # cleaned up while this frame waited for the lock
+                raise FrameRejected(INACTIVE, "the node was cleaned up")
             try:
                 return self._segmenter.segment(rgb)
             except torch.cuda.OutOfMemoryError as exc:
@@ -302,13 +429,19 @@ class SegNode(Node):
         return self.params.class_names or tuple(self._segmenter.class_names)
 
     def _status(self) -> DiagnosticStatus:
+        state = self._lifecycle_state
+        extra = [("lifecycle_state", state)]
         if self._segmenter is None:
-            level, message = DiagnosticStatus.ERROR, self._model_error
-            extra = [("model_error", self._model_error)]
+            if self._configure_error:
+                level, message = DiagnosticStatus.ERROR, self._configure_error
+                extra.append(("configure_error", self._configure_error))
+            else:
+                level, message = DiagnosticStatus.OK, f"{state}: no model loaded"
         else:
             level = DiagnosticStatus.WARN if self._last_rejection else DiagnosticStatus.OK
-            message = self.stats.summary()
-            extra = [
+            message = self.stats.summary() if state == "active" else \
+                f"{state}: frames are counted, not segmented; {self.stats.summary()}"
+            extra += [
                 ("backend", self._segmenter.backend.describe()),
                 ("memory_cap_mb", f"{self._segmenter.settings.memory_cap_mb:.1f}"),
                 ("tile_plan", self._last_plan),
@@ -328,7 +461,9 @@ class SegNode(Node):
         return array
 
     def _publish_stats(self) -> None:
-        self._stats_pub.publish(self._diagnostic_array())
+        publisher = self._stats_pub  # None while unconfigured
+        if publisher is not None:
+            publisher.publish(self._diagnostic_array())
 
     def _publish_diagnostics(self) -> None:
         self._diagnostics_pub.publish(self._diagnostic_array())
@@ -346,7 +481,8 @@ class SegNode(Node):
         """Apply safe changes (cap, colours, limits, stats rate); refuse the rest with a reason."""
         changes = {p.name: p.value for p in parameters}
         try:
-            params = apply_runtime_changes(self.params, changes)
+            params = apply_runtime_changes(self.params, changes,
+                                           configured=self._segmenter is not None)
             if self._segmenter is not None:
                 check_against_model(params, self._segmenter.backend.num_classes)
                 # Also when equal to the old value: it restores a cap lowered after an OOM.
@@ -355,7 +491,7 @@ class SegNode(Node):
                         self._segmenter.set_memory_cap(params.memory_cap_mb)
         except ValueError as exc:  # ParamError, or PlanError: nothing fits the new cap
             return SetParametersResult(successful=False, reason=str(exc))
-        if params.stats_rate_hz != self.params.stats_rate_hz:
+        if params.stats_rate_hz != self.params.stats_rate_hz and self._stats_pub is not None:
             self._schedule_stats(params.stats_rate_hz)
         self.params = params
         return SetParametersResult(successful=True)
@@ -363,21 +499,20 @@ class SegNode(Node):
     # -- shutdown ---------------------------------------------------------------------------
 
     def destroy_node(self) -> None:
-        """Stop the worker, free the Segmenter, then the node.
+        """Stop the worker, free the Segmenter, then the node (whatever the lifecycle state).
 
         The frame in progress is finished first: the core cannot abort a frame midway, and
         leaving a thread inside torch at interpreter exit aborts the process.
         """
         with self._slot:
             self._stopping = True
+            self._active = False
             if self._pending is not None:
                 self._pending = None
                 self.stats.frame_dropped()
-            self._slot.notify()
+            self._slot.notify_all()
         if self._worker is not None:
             self._worker.join()
-        if self._segmenter is not None and self._owns_segmenter:
-            self._segmenter.close()
+        self._release()
         self._core_log.removeHandler(self._log_bridge)
         super().destroy_node()
-

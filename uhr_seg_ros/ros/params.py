@@ -3,7 +3,8 @@
 Every parameter is a field of :class:`NodeParams` with its default, a description (shown by
 ``ros2 param describe``) and whether it may change while the node runs. Run-time changes are the
 ones the node can apply between two frames without rebuilding anything (a new memory cap only
-replans tiles); the others pick the model, backend or DDS entities and need a restart.
+replans tiles); the others pick the model, backend or DDS entities and are read by the lifecycle
+``configure`` transition: they change while the node is unconfigured (after ``cleanup``).
 
 Parameters are declared with ``dynamic_typing`` so that ``memory_cap_mb: 1500`` in a YAML file
 (an integer) is accepted for a float; :func:`parse_params` then checks types and ranges itself and
@@ -12,9 +13,10 @@ refuses bad values with a reason that names the parameter.
 
 from __future__ import annotations
 
+import difflib
 import math
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -72,6 +74,9 @@ class NodeParams:
         MAX_FRAME_PIXELS, "frames with more pixels are rejected before decoding", runtime=True)
     stats_rate_hz: float = _param(
         0.0, "rate of the stats topic; 0 = one message per processed frame", runtime=True)
+    autostart: bool = _param(
+        False, "configure and activate at start-up instead of waiting for a lifecycle manager "
+        "(the launch file's autostart argument sets it)")
 
 
 _FIELDS = {f.name: f for f in fields(NodeParams)}
@@ -83,7 +88,7 @@ RUNTIME_PARAMS: frozenset[str] = frozenset(n for n, f in _FIELDS.items() if f.me
 def _description(name: str) -> str:
     """The parameter's description, with a note when it needs a restart to change."""
     meta = _FIELDS[name].metadata
-    return meta["doc"] if meta["runtime"] else meta["doc"] + " (fixed at start-up)"
+    return meta["doc"] if meta["runtime"] else meta["doc"] + " (read on configure)"
 
 
 def _to_ros_value(value: Any) -> Any:
@@ -170,15 +175,33 @@ def parse_params(values: Mapping[str, Any], base: NodeParams | None = None) -> N
     return params
 
 
-def apply_runtime_changes(current: NodeParams, changes: Mapping[str, Any]) -> NodeParams:
-    """``current`` with ``changes`` applied; refuses a change to a start-up-only parameter."""
+def apply_runtime_changes(current: NodeParams, changes: Mapping[str, Any], *,
+                          configured: bool = True) -> NodeParams:
+    """``current`` with ``changes`` applied; while ``configured``, refuses a change to a
+    parameter that only the configure transition reads."""
     fixed = sorted(name for name, value in changes.items()
-                   if name in _FIELDS and name not in RUNTIME_PARAMS
+                   if configured and name in _FIELDS and name not in RUNTIME_PARAMS
                    and _coerce(name, value) != getattr(current, name))
     if fixed:
-        raise ParamError(f"{', '.join(fixed)} cannot change while the node runs; restart the "
-                         f"node with the new value (run-time: {', '.join(sorted(RUNTIME_PARAMS))})")
+        raise ParamError(
+            f"{', '.join(fixed)} cannot change while the node is configured: deactivate and "
+            "clean it up (ros2 lifecycle set <node> deactivate, then cleanup), set it, configure "
+            f"again, or restart the node (run-time: {', '.join(sorted(RUNTIME_PARAMS))})")
     return parse_params(changes, base=current)
+
+
+def unknown_parameter_warnings(names: Iterable[str]) -> list[str]:
+    """One warning per name that is not a parameter of the node, with the closest valid name.
+
+    A misspelt name in a params file or ``-p`` is otherwise ignored without a word by ROS, and
+    the node runs with the default (e.g. ``memory_cap_mbb: 900.0`` leaves the cap at 1500).
+    """
+    warnings = []
+    for name in sorted(set(names) - set(PARAM_NAMES)):
+        close = difflib.get_close_matches(name, PARAM_NAMES, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(PARAM_NAMES)}"
+        warnings.append(f"unknown parameter '{name}' is ignored; {hint}")
+    return warnings
 
 
 def check_against_model(params: NodeParams, num_classes: int) -> None:
@@ -195,10 +218,24 @@ def declare_params(node: Any) -> NodeParams:
     """Declare every parameter on an rclpy ``node`` and return their validated values.
 
     Values come from the defaults above, overridden by ``--params-file`` / ``-p`` arguments.
+    Overrides that name no parameter of the node get one warning each (see
+    :func:`unknown_parameter_warnings`).
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
     for name, spec in _FIELDS.items():
         descriptor = ParameterDescriptor(description=_description(name), dynamic_typing=True)
         node.declare_parameter(name, _to_ros_value(spec.default), descriptor)
+    # rclpy keeps the overrides addressed to this node (params files, -p) in this attribute;
+    # names rclpy itself declares (use_sim_time, qos_overrides.*) are not ours to judge.
+    overrides = getattr(node, "_parameter_overrides", {})
+    foreign = [name for name in overrides
+               if not node.has_parameter(name) and not name.startswith("qos_overrides.")]
+    for warning in unknown_parameter_warnings(foreign):
+        node.get_logger().warning(warning)
+    return read_params(node)
+
+
+def read_params(node: Any) -> NodeParams:
+    """The node's current parameter values, validated (what ``configure`` builds from)."""
     return parse_params({name: node.get_parameter(name).value for name in PARAM_NAMES})
