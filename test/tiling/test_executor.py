@@ -14,36 +14,41 @@ from uhr_seg_ros.tiling.memory_model import cpu_peak_bytes
 MB = 2**20
 
 
-def reference_logits(model, image: np.ndarray, patch: int, overlap: int) -> torch.Tensor:
-    """The textbook slide inference: pad bottom/right to a patch, slide, average. Full-frame
-    float buffers (what the executor must avoid), written independently of uhr_seg_ros.tiling."""
-    frame = torch.from_numpy(image).permute(2, 0, 1).float()
-    height, width = frame.shape[1:]
-    padded = torch.zeros(3, max(height, patch), max(width, patch))
-    padded[:, :height, :width] = frame
+def reference_logits(model, image: np.ndarray, patch: int, overlap: int,
+                     blend: np.ndarray | None = None) -> torch.Tensor:
+    """The textbook slide inference: mirror-pad bottom/right to a patch where the frame is
+    shorter, slide (last window flush with the border), weighted average. Full-frame float
+    buffers (what the executor must avoid), written independently of uhr_seg_ros.tiling."""
+    height, width = image.shape[:2]
+    padded_image = np.pad(image, ((0, max(patch - height, 0)), (0, max(patch - width, 0)),
+                                  (0, 0)), mode="reflect" if min(height, width) > 1 else "edge")
+    padded = torch.from_numpy(padded_image).permute(2, 0, 1).float()
     pad_h, pad_w = padded.shape[1:]
     stride = patch - overlap
     rows = max(math.ceil((pad_h - patch) / stride), 0) + 1
     cols = max(math.ceil((pad_w - patch) / stride), 0) + 1
+    weight = torch.ones(patch, patch) if blend is None else torch.outer(
+        torch.from_numpy(blend), torch.from_numpy(blend))
     total = torch.zeros(model.config.num_classes, pad_h, pad_w)
     count = torch.zeros(1, pad_h, pad_w)
     with torch.no_grad():
         for i in range(rows):
             for j in range(cols):
                 y, x = min(i * stride, pad_h - patch), min(j * stride, pad_w - patch)
-                total[:, y:y + patch, x:x + patch] += model(
+                total[:, y:y + patch, x:x + patch] += weight * model(
                     padded[None, :, y:y + patch, x:x + patch])[0]
-                count[:, y:y + patch, x:x + patch] += 1
+                count[:, y:y + patch, x:x + patch] += weight
     return (total / count)[:, :height, :width]
 
 
-def run_plan(model, image, patch, overlap, batch, *, confidence=False, resident=True):
+def run_plan(model, image, patch, overlap, batch, *, confidence=False, resident=True,
+             blend="uniform"):
     backend = EagerBackend(model, "cpu", max_batch=4)
     memory = MemoryModel("stub", "cpu", "cpu", "fp32", fixed_bytes=0, bytes_per_pixel=100.0)
     plan = plan_tiles(*image.shape[:2], cap_bytes=1 << 40, memory_model=memory,
                       num_classes=model.config.num_classes, device=backend.device,
                       input_dtype=torch.float32, max_batch=4, patch_size=patch, overlap=overlap,
-                      batch_size=batch, with_confidence=confidence)
+                      batch_size=batch, with_confidence=confidence, blend=blend)
     executor = TiledExecutor(backend)
     executor.prepare(dataclasses.replace(plan, frame_resident=resident), confidence)
     frame = torch.from_numpy(image if image.ndim == 3 else image[:, :, None])[..., :3]
@@ -148,3 +153,29 @@ def test_sghrq_mask_equals_reference():
     expected = reference_logits(model, image, 64, 16).argmax(0).numpy()
     _, (mask, _, _) = run_plan(model, image, 64, 16, 4)
     np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("shape,patch,overlap", [((100, 75, 3), 32, 12), ((20, 50, 3), 32, 8)])
+def test_hann_blend_equals_weighted_reference(stub_model, shape, patch, overlap):
+    from uhr_seg_ros.tiling import blend_profile
+
+    image = np.random.default_rng(6).integers(0, 256, shape, dtype=np.uint8)
+    profile = blend_profile(patch, "hann")
+    logits = reference_logits(stub_model, image, patch, overlap, blend=profile)
+    _, (mask, confidence, _) = run_plan(stub_model, image, patch, overlap, 4, confidence=True,
+                                        blend="hann")
+    np.testing.assert_array_equal(mask, logits.argmax(0).numpy())
+    np.testing.assert_allclose(confidence.astype(np.float32),
+                               logits.softmax(0).max(0).values.numpy(), atol=2e-3)
+    uniform, _, _ = run_plan(stub_model, image, patch, overlap, 4)[1]
+    assert (uniform != mask).any()  # the weights did change something
+
+
+def test_short_frames_are_mirrored_not_zero_padded(stub_model):
+    """A frame shorter than the patch: the window beyond it is the frame's reflection."""
+    image = np.random.default_rng(7).integers(0, 256, (20, 50, 3), dtype=np.uint8)
+    executor, _ = run_plan(stub_model, image, 32, 8, 1)
+    window = executor.buffers["batch"][0].permute(1, 2, 0).numpy()  # last window's pixels
+    x = executor.plan.grid.col_starts[-1]
+    expected = np.pad(image[:, x:x + 32], ((0, 12), (0, 0), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(window, expected.astype(np.float32))

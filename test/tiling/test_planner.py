@@ -1,7 +1,17 @@
+import dataclasses
+
 import pytest
 import torch
 
-from uhr_seg_ros.tiling import MemoryModel, PlanError, buffer_bytes, plan_tiles
+from uhr_seg_ros.tiling import (
+    MemoryModel,
+    PlanError,
+    buffer_bytes,
+    plan_tiles,
+    round_up,
+    tile_starts,
+)
+from uhr_seg_ros.tiling.planner import fitted_windows
 
 MB = 2**20
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -90,3 +100,72 @@ def test_held_bytes_and_margin_count_against_the_cap():
 
 def test_cpu_plans_never_stream():
     assert plan(20000, 20000, 1000, device=CPU).frame_resident
+
+
+def timed(seconds_per_pixel_by_patch, batch_penalty=1.0):
+    """MODEL plus a fake time model: per-pixel seconds per patch side at batch 1, and batch 2
+    forwards ``batch_penalty`` times slower per pixel (a CPU where batching does not pay)."""
+    points = [[1, p, rate * p * p] for p, rate in seconds_per_pixel_by_patch.items()]
+    points += [[2, p, 2 * batch_penalty * rate * p * p]
+               for p, rate in seconds_per_pixel_by_patch.items()]
+    return dataclasses.replace(MODEL, time_points=points)
+
+
+def plan_timed(height, width, cap_mb, model, **kwargs):
+    return plan_tiles(height, width, cap_bytes=int(cap_mb * MB), memory_model=model,
+                      num_classes=6, device=CPU, input_dtype=torch.float32, max_batch=2,
+                      held_bytes=0, **kwargs)
+
+
+def test_time_model_interpolates_per_pixel_cost():
+    model = timed({512: 1e-7, 1024: 2e-7})
+    assert model.predict_seconds(1, 512) == pytest.approx(1e-7 * 512 ** 2)
+    assert model.predict_seconds(1, 768) == pytest.approx(1.5e-7 * 768 ** 2)
+    assert model.predict_seconds(1, 4096) == pytest.approx(2e-7 * 4096 ** 2)  # clamped
+    assert model.predict_seconds(3, 512) == pytest.approx(3e-7 * 512 ** 2)   # nearest batch 2
+    assert MODEL.predict_seconds(1, 512) is None and not MODEL.has_time
+
+
+def test_planner_picks_the_fastest_plan_and_says_so():
+    # Large windows cost more per pixel than small ones (caches): fewest windows is not fastest.
+    slow_big = timed({256: 1e-7, 1024: 1e-7, 2048: 4e-7}, batch_penalty=1.3)
+    p = plan_timed(2448, 2448, 8000, slow_big)
+    assert p.batch == 1 and p.patch < 2048           # batching penalised, big patch slow
+    expected = p.grid.num_tiles * slow_big.predict_seconds(1, p.patch)
+    assert p.predicted_seconds == pytest.approx(expected)
+    assert f"predicted {p.predicted_seconds:.2g} s" in p.describe()
+    # It is the minimum over every plan the cap allows (a brute force over pinned plans).
+    for patch in (256, 512, 1024, 1280, 2048, 2464):
+        for batch in (1, 2):
+            other = plan_timed(2448, 2448, 8000, slow_big, patch_size=patch, batch_size=batch)
+            assert p.predicted_seconds <= other.predicted_seconds + 1e-12
+    # Uniform per-pixel cost: the least recomputed overlap wins, i.e. ~the frame's own pixels.
+    flat = plan_timed(2448, 2448, 8000, timed({256: 1e-7, 2048: 1e-7}))
+    assert flat.grid.num_tiles * flat.patch ** 2 <= 1.1 * round_up(2448, 32) ** 2
+
+
+def test_pinned_plan_wins_over_the_time_model():
+    model = timed({256: 1e-7, 2048: 1e-7})
+    p = plan_timed(2448, 2448, 8000, model, patch_size=512, overlap=64, batch_size=2)
+    assert (p.patch, p.overlap, p.batch) == (512, 64, 2)
+    pairs, single = divmod(p.grid.num_tiles, 2)
+    assert p.predicted_seconds == pytest.approx(
+        pairs * model.predict_seconds(2, 512) + single * model.predict_seconds(1, 512))
+
+
+def test_time_model_plans_stay_under_the_cap():
+    model = timed({256: 1e-7, 1024: 1e-7, 2048: 1e-7})
+    p = plan_timed(5000, 5000, 600, model)
+    assert p.predicted_peak_bytes <= p.budget_bytes
+
+
+def test_fitted_windows_cover_with_little_overlap():
+    patch, overlap = fitted_windows(2448, 2, 32)
+    assert patch % 32 == 0 and patch < 2448 and overlap >= patch / 16
+    assert tile_starts(2448, patch, patch - overlap) == [0, 2448 - patch]
+    assert fitted_windows(2448, 1, 32) is None
+
+
+def test_memory_model_file_keeps_the_time_points(tmp_path):
+    model = timed({512: 1e-7})
+    assert MemoryModel.load(model.save(tmp_path / "t.json")) == model

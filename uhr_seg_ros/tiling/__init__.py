@@ -5,7 +5,15 @@ that plan on a backend, merging overlapping logits one band of rows at a time.
 """
 
 from .executor import TiledExecutor, buffer_bytes, buffer_specs
-from .geometry import TileGrid, coverage_counts, round_up, tile_starts
+from .geometry import (
+    BLEND_MODES,
+    TileGrid,
+    blend_profile,
+    coverage_counts,
+    reflect_indices,
+    round_up,
+    tile_starts,
+)
 from .memory_model import (
     MemoryModel,
     calibrate,
@@ -18,7 +26,7 @@ from .plan import PlanError, TilePlan
 from .planner import DEFAULT_SAFETY_MARGIN, plan_tiles
 
 __all__ = [
-    "DEFAULT_SAFETY_MARGIN", "MemoryModel", "PlanError", "TileGrid", "TilePlan", "TiledExecutor",
+    "BLEND_MODES", "DEFAULT_SAFETY_MARGIN", "MemoryModel", "blend_profile", "reflect_indices", "PlanError", "TileGrid", "TilePlan", "TiledExecutor",
     "buffer_bytes", "buffer_specs", "calibrate", "coverage_counts", "device_name",
     "find_memory_model", "measure_infer_peak", "model_identity", "plan_tiles", "round_up",
     "tile_starts",

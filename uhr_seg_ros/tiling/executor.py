@@ -4,15 +4,18 @@ Data path (nothing frame-sized in float, ever):
   1. the uint8 frame goes to the device once (or, when the plan says it does not fit, one band
      of ``tile_height`` rows per row of windows);
   2. windows are copied from views of that frame into one reused ``(B, 3, P, P)`` batch buffer
-     (the uint8 → float conversion happens in that copy) and sent through the backend;
-  3. their logits are summed into a ring buffer of ``tile_height`` rows × frame width; when a
+     (the uint8 → float conversion happens in that copy; the buffer has the backend's preferred
+     memory layout, so channels-last backends get it without a conversion); along an axis
+     shorter than a patch the window is completed by mirror reflection of the frame;
+  3. their logits (times the plan's blend weights, when not uniform) are summed into a ring
+     buffer of ``tile_height`` rows × frame width; when a
      row of windows is complete, the rows no later window touches are final: argmax (and,
      on request, the softmax confidence of the averaged logits) → uint8 labels, then those
      ring rows are zeroed for reuse;
   4. labels go to the host once at the end (or per band when streaming).
 
 Argmax of the summed logits equals argmax of the averaged logits (every class of a pixel is
-divided by the same window count), so the count is only applied for the confidence.
+divided by the same total weight), so the weight is only applied for the confidence.
 All buffers are allocated by :meth:`TiledExecutor.prepare` and reused for every frame of the
 same size; :func:`buffer_specs` is the one description of them, used by the planner as well.
 """
@@ -29,7 +32,7 @@ import torch
 
 from uhr_seg_ros.backends.base import Backend
 
-from .geometry import TileGrid, coverage_counts
+from .geometry import TileGrid, blend_profile, coverage_counts, reflect_indices
 from .plan import TilePlan
 
 BufferSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
@@ -44,7 +47,7 @@ FINALIZE_ROWS = 64
 
 def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
                  input_dtype: torch.dtype, *, frame_resident: bool,
-                 with_confidence: bool) -> BufferSpecs:
+                 with_confidence: bool, blend: str = "uniform") -> BufferSpecs:
     """Name → ``(shape, dtype)`` of every buffer the executor allocates for one plan."""
     height, width, rows = grid.height, grid.width, grid.tile_height
     chunk = min(rows, FINALIZE_ROWS)
@@ -55,6 +58,8 @@ def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.dev
         "row_argmax": ((chunk, width), torch.int64),
         "label_rows": ((chunk, width), torch.uint8),
     }
+    if blend != "uniform":  # weight of each window pixel (outer product of the 1-D profile)
+        specs["window_weights"] = ((grid.tile_height, grid.tile_width), torch.float32)
     if with_confidence:
         specs["confidence_rows"] = ((chunk, width), torch.float16)
         specs["row_counts"] = ((height,), torch.float32)
@@ -70,10 +75,12 @@ def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.dev
 
 
 def buffer_bytes(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
-                 input_dtype: torch.dtype, *, frame_resident: bool, with_confidence: bool) -> int:
+                 input_dtype: torch.dtype, *, frame_resident: bool, with_confidence: bool,
+                 blend: str = "uniform") -> int:
     """Total bytes of :func:`buffer_specs`."""
     specs = buffer_specs(grid, batch, num_classes, device, input_dtype,
-                         frame_resident=frame_resident, with_confidence=with_confidence)
+                         frame_resident=frame_resident, with_confidence=with_confidence,
+                         blend=blend)
     return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in specs.values())
 
 
@@ -117,6 +124,9 @@ class TiledExecutor:
         self.with_confidence = False
         self._buffers: dict[str, torch.Tensor] = {}
         self._batches: list[list[tuple[int, int, int]]] = []
+        # mirror-reflection indices completing a window along an axis shorter than the patch
+        self._fill_rows: torch.Tensor | None = None
+        self._fill_cols: torch.Tensor | None = None
 
     @property
     def buffers(self) -> Mapping[str, torch.Tensor]:
@@ -136,14 +146,29 @@ class TiledExecutor:
         grid = plan.grid
         specs = buffer_specs(grid, plan.batch, self.backend.num_classes, self.device,
                              self.backend.input_dtype, frame_resident=plan.frame_resident,
-                             with_confidence=with_confidence)
+                             with_confidence=with_confidence, blend=plan.blend)
         self._buffers = {name: torch.zeros(shape, dtype=dtype, device=self.device)
                          for name, (shape, dtype) in specs.items()}
+        # The layout the backend's first layer wants (channels-last: the HWC frame copies in
+        # row by row and the network needs no conversion).
+        self._buffers["batch"] = self._buffers["batch"].contiguous(
+            memory_format=getattr(self.backend, "memory_format", torch.contiguous_format))
+        profile = blend_profile(grid.patch, plan.blend)
+        if "window_weights" in self._buffers:
+            self._buffers["window_weights"].copy_(torch.from_numpy(np.outer(
+                profile[:grid.tile_height], profile[:grid.tile_width])))
         if with_confidence:
             self._buffers["row_counts"].copy_(torch.from_numpy(
-                coverage_counts(grid.height, grid.patch, grid.stride)))
+                coverage_counts(grid.height, grid.patch, grid.stride, profile)))
             self._buffers["col_counts"].copy_(torch.from_numpy(
-                coverage_counts(grid.width, grid.patch, grid.stride)))
+                coverage_counts(grid.width, grid.patch, grid.stride, profile)))
+        self._fill_rows = self._fill_cols = None
+        if grid.tile_height < grid.patch:
+            self._fill_rows = torch.from_numpy(
+                reflect_indices(grid.tile_height, grid.patch)[grid.tile_height:]).to(self.device)
+        if grid.tile_width < grid.patch:
+            self._fill_cols = torch.from_numpy(
+                reflect_indices(grid.tile_width, grid.patch)[grid.tile_width:]).to(self.device)
         self._batches = self._make_batches(grid, plan.batch, split_rows=not plan.frame_resident)
         self.plan, self.with_confidence = plan, with_confidence
 
@@ -151,6 +176,7 @@ class TiledExecutor:
         """Free every buffer (before re-planning, so that the planner sees free memory)."""
         self._buffers = {}
         self._batches = []
+        self._fill_rows = self._fill_cols = None
         self.plan = None
 
     @staticmethod
@@ -180,13 +206,13 @@ class TiledExecutor:
         with timer("upload"):
             source = self._stage(frame)
         tile_h, tile_w = grid.tile_height, grid.tile_width
+        weights = buf.get("window_weights")
         done, open_y = 0, 0  # frame rows [0, done) are final; open_y starts the current row
         with torch.inference_mode():
             for tiles in self._batches:
                 with timer("gather"):  # includes the band upload when the frame is streamed
                     for k, (_, y, x) in enumerate(tiles):
-                        window = source(y)[:, x:x + tile_w]
-                        buf["batch"][k, :, :tile_h, :tile_w].copy_(window.permute(2, 0, 1))
+                        self._load_window(buf["batch"][k], source, y, x)
                 with timer("infer"):
                     logits = self.backend.infer(buf["batch"][:len(tiles)])
                 with timer("merge"):
@@ -195,8 +221,12 @@ class TiledExecutor:
                             self._finalize(done, y, sinks)
                             done = open_y = y
                         for r0, r1, f0, f1 in self._ring_pieces(y, y + tile_h):
-                            buf["logit_rows"][:, r0:r1, x:x + tile_w].add_(
-                                logits[k, :, f0 - y:f1 - y, :tile_w])
+                            ring = buf["logit_rows"][:, r0:r1, x:x + tile_w]
+                            window = logits[k, :, f0 - y:f1 - y, :tile_w]
+                            if weights is None:
+                                ring.add_(window)
+                            else:
+                                ring.addcmul_(window, weights[f0 - y:f1 - y])
                     del logits  # the plan counts one batch of logits alive, not two
             with timer("merge"):
                 self._finalize(done, grid.height, sinks)
@@ -206,6 +236,18 @@ class TiledExecutor:
                     if confidence is not None:
                         torch.from_numpy(confidence).copy_(buf["confidence"])
         return mask, confidence, timer.result()
+
+    def _load_window(self, target: torch.Tensor, source: RowSource, y: int, x: int) -> None:
+        """Fill one ``(3, P, P)`` slot of the batch with the window at ``(y, x)``: the frame's
+        pixels, then mirror reflection along an axis shorter than the patch (never zeros)."""
+        grid = self.plan.grid
+        tile_h, tile_w = grid.tile_height, grid.tile_width
+        target[:, :tile_h, :tile_w].copy_(source(y)[:, x:x + tile_w].permute(2, 0, 1))
+        if self._fill_rows is not None:
+            target[:, tile_h:, :tile_w] = target[:, :tile_h, :tile_w].index_select(
+                1, self._fill_rows)
+        if self._fill_cols is not None:
+            target[:, :, tile_w:] = target[:, :, :tile_w].index_select(2, self._fill_cols)
 
     def _stage(self, frame: torch.Tensor) -> RowSource:
         """Put the frame where windows are cut from: device-resident, or one band at a time."""

@@ -1,9 +1,17 @@
 """Tile geometry: where the windows go on a frame. Pure functions, no tensors on a device.
 
 Windows are square ``patch × patch`` and placed every ``stride`` pixels; the last window of a
-row/column is pulled back so that it ends exactly on the frame border (no padding needed unless
-the frame is smaller than one patch along that axis). This is the usual sliding-window protocol
-of the segmentation literature (the paper evaluates with 1504/1128 on DeepGlobe).
+row/column is pulled back so that it ends exactly on the frame border: along an axis longer than
+a patch no window ever runs past the frame (the overlap absorbs the remainder). Along an axis
+shorter than a patch the single window is filled by mirror reflection of the frame
+(:func:`reflect_indices`) and its logits cropped back, so the network never sees made-up black
+borders. This is the usual sliding-window protocol of the segmentation literature (the paper
+evaluates with 1504/1128 on DeepGlobe).
+
+Overlapping logits are blended with a per-window weight profile (:func:`blend_profile`):
+``uniform`` averages them, ``hann`` down-weights each window's borders, where its context is
+poorest. Both profiles are separable, so a pixel's total weight is the product of one row and
+one column sum (:func:`coverage_counts`).
 """
 
 from __future__ import annotations
@@ -35,17 +43,53 @@ def tile_starts(length: int, patch: int, stride: int) -> list[int]:
     return [min(i * stride, length - patch) for i in range(count)]
 
 
-def coverage_counts(length: int, patch: int, stride: int) -> np.ndarray:
-    """How many windows cover each position along one axis: ``(length,)`` float32, all >= 1.
+#: Blending profiles of overlapping windows (see :func:`blend_profile`).
+BLEND_MODES = ("uniform", "hann")
+#: The default, chosen by measurement on held-out real tiles (docs/benchmarks.md, "Blending").
+DEFAULT_BLEND = "uniform"
+#: Smallest Hann weight relative to the centre: a frame-edge pixel covered by one window's
+#: border keeps a usable (if small) weight, and the confidence never divides by zero.
+HANN_FLOOR = 1e-3
 
-    The 2-D count of a pixel is the product of its row and column counts, so averaging the
+
+def blend_profile(patch: int, mode: str = "uniform") -> np.ndarray:
+    """``(patch,)`` float32 weight of each window position along one axis (the 2-D weight of a
+    window pixel is the outer product): all ones for ``uniform``; ``hann``:
+    ``sin²(π (i + ½) / patch)``, floored at :data:`HANN_FLOOR`."""
+    if mode == "uniform":
+        return np.ones(patch, dtype=np.float32)
+    if mode == "hann":
+        profile = np.sin(np.pi * (np.arange(patch) + 0.5) / patch) ** 2
+        return np.maximum(profile, HANN_FLOOR).astype(np.float32)
+    raise ValueError(f"blend must be one of {BLEND_MODES}, got {mode!r}")
+
+
+def reflect_indices(length: int, size: int) -> np.ndarray:
+    """``(size,)`` int64 indices into ``[0, length)`` that extend an axis of ``length`` samples to
+    ``size`` by mirror reflection without repeating the edge sample (``np.pad(mode="reflect")``,
+    repeated when ``size`` exceeds twice ``length``; a single sample is repeated)."""
+    positions = np.arange(size)
+    if length == 1:
+        return np.zeros(size, dtype=np.int64)
+    period = 2 * (length - 1)
+    folded = positions % period
+    return np.where(folded >= length, period - folded, folded).astype(np.int64)
+
+
+def coverage_counts(length: int, patch: int, stride: int,
+                    profile: np.ndarray | None = None) -> np.ndarray:
+    """Total blend weight on each position along one axis, ``(length,)`` float32, > 0: with no
+    ``profile`` (uniform), how many windows cover the position.
+
+    The 2-D weight of a pixel is the product of its row and column sums, so averaging the
     overlapping logits never needs a frame-sized counter.
     """
-    counts = np.zeros(length + 1, dtype=np.float32)
+    span = min(patch, length)
+    weights = np.ones(span, np.float64) if profile is None else profile[:span].astype(np.float64)
+    counts = np.zeros(length, dtype=np.float64)
     for start in tile_starts(length, patch, stride):
-        counts[start] += 1
-        counts[min(start + patch, length)] -= 1
-    return np.cumsum(counts[:-1])
+        counts[start:start + span] += weights
+    return counts.astype(np.float32)
 
 
 @dataclass(frozen=True)

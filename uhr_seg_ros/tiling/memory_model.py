@@ -1,4 +1,5 @@
-"""Measured memory model of one network on one backend: peak bytes of a forward pass.
+"""Measured memory and time model of one network on one backend: peak bytes and seconds of a
+forward pass.
 
 Activation memory depends on cuDNN algorithm choice, TensorRT tactics and the allocator, so the
 planner never guesses it: :func:`calibrate` runs the real backend on a few ``(batch, patch)``
@@ -11,6 +12,12 @@ What one measurement counts (the input batch itself is excluded: the executor ow
     explain, i.e. memory taken by engines torch cannot see (TensorRT);
   * CPU: the peak of live torch CPU allocations during the call, from the profiler's memory
     events (the closest CPU equivalent of ``max_memory_allocated``).
+
+Time is measured beside memory, on the same backend and shapes (plus larger patches, where the
+planner's choices lie): the median wall time of a few forwards on the CPU, CUDA events on a GPU
+(TensorRT: each engine's patch size). The planner multiplies it out over a plan's windows and
+picks the fastest plan under the cap; a file without time points plans as before (largest
+patch first).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import hashlib
 import json
 import logging
 import math
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +50,18 @@ FULL_POINTS: tuple[tuple[int, int], ...] = (
 )
 #: Shapes measured by ``uhr-seg calibrate`` on a CPU (patch 1536 is too slow there).
 CPU_FULL_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256), (1, 512), (2, 512))
+#: Shapes timed by ``uhr-seg calibrate`` on a CPU: every patch side the planner is likely to pick
+#: for frames of 1-5k px (the per-pixel cost grows with the patch once activations leave the
+#: caches, so it is measured there, not extrapolated), and batches 2 and 4 at one size.
+CPU_TIME_POINTS: tuple[tuple[int, int], ...] = (
+    (1, 256), (1, 512), (2, 512), (4, 512), (1, 768), (1, 1024), (2, 1024), (1, 1280),
+    (1, 1536), (1, 2048), (1, 2464),
+)
+#: The same on a GPU (forwards take milliseconds: batches matter more there).
+CUDA_TIME_POINTS: tuple[tuple[int, int], ...] = (
+    (1, 256), (1, 512), (2, 512), (4, 512), (1, 1024), (2, 1024), (4, 1024), (1, 1536),
+    (2, 1536), (1, 2048),
+)
 
 
 @dataclass
@@ -58,6 +79,35 @@ class MemoryModel:
     bytes_per_pixel: float
     #: the raw measurements ``[batch, patch, peak_bytes]`` the fit came from
     points: list[list[int]] = field(default_factory=list)
+    #: measured seconds of one forward, ``[batch, patch, seconds]`` (empty: no time model)
+    time_points: list[list[float]] = field(default_factory=list)
+
+    @property
+    def has_time(self) -> bool:
+        return bool(self.time_points)
+
+    def predict_seconds(self, batch: int, patch: int) -> float | None:
+        """Seconds of one forward of ``batch`` windows of ``patch²`` (None without time points).
+
+        Per-pixel cost is interpolated linearly in the patch side between the measured patches
+        of the nearest measured batch size (clamped beyond them), times ``batch · patch²``.
+        """
+        if not self.time_points:
+            return None
+        batches = sorted({int(b) for b, _, _ in self.time_points})
+        nearest = min(batches, key=lambda b: (abs(math.log(b / batch)), b))
+        curve = sorted((int(p), s / (b * p * p)) for b, p, s in self.time_points if b == nearest)
+        sides = [p for p, _ in curve]
+        rates = [r for _, r in curve]
+        if patch <= sides[0]:
+            rate = rates[0]
+        elif patch >= sides[-1]:
+            rate = rates[-1]
+        else:
+            i = next(k for k, side in enumerate(sides) if side >= patch)
+            frac = (patch - sides[i - 1]) / (sides[i] - sides[i - 1])
+            rate = rates[i - 1] + frac * (rates[i] - rates[i - 1])
+        return rate * batch * patch * patch
 
     def predict(self, batch: int, patch: int) -> int:
         """Peak extra bytes of one forward of ``batch`` patches of ``patch × patch``."""
@@ -180,14 +230,51 @@ def measure_infer_peak(backend: Backend, batch: int, patch: int) -> int:
         return cpu_peak_bytes(run)
 
 
+def measure_infer_seconds(backend: Backend, batch: int, patch: int, repeats: int = 3) -> float:
+    """Median seconds of ``backend.infer`` on one ``(batch, 3, patch, patch)`` input after a
+    warm-up call: host wall clock on the CPU, CUDA events on a GPU (TensorRT included)."""
+    x = torch.zeros(batch, 3, patch, patch, device=backend.device, dtype=backend.input_dtype)
+    samples = []
+    with torch.inference_mode():
+        backend.infer(x)
+        for _ in range(max(1, repeats)):
+            if backend.device.type == "cuda":
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                backend.infer(x)
+                end.record()
+                end.synchronize()
+                samples.append(start.elapsed_time(end) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                backend.infer(x)
+                samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def _usable(backend: Backend, points: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    allowed = backend.patch_sizes
+    return [(b, p) for b, p in points if b <= backend.max_batch and p % backend.size_divisor == 0
+            and (allowed is None or p in allowed)]
+
+
 def calibrate(backend: Backend, model_id: str, precision: str,
-              points: tuple[tuple[int, int], ...] = QUICK_POINTS) -> MemoryModel:
-    """Measure ``points`` on ``backend`` and fit a :class:`MemoryModel`."""
-    usable = [(b, p) for b, p in points if b <= backend.max_batch and p % backend.size_divisor == 0]
+              points: tuple[tuple[int, int], ...] = QUICK_POINTS,
+              time_points: tuple[tuple[int, int], ...] = (),
+              repeats: int = 3) -> MemoryModel:
+    """Measure peak memory at ``points`` and seconds per forward at ``time_points`` on
+    ``backend`` and fit a :class:`MemoryModel` that holds both."""
+    usable = _usable(backend, points)
     measured = []
     for batch, patch in usable:
         peak = measure_infer_peak(backend, batch, patch)
         log.debug("memory model point: batch %d, patch %d -> %.1f MB", batch, patch, peak / 2**20)
         measured.append((batch, patch, peak))
-    return MemoryModel.fit(measured, model_id=model_id, backend=backend.name,
-                           device=device_name(backend.device), precision=precision)
+    fitted = MemoryModel.fit(measured, model_id=model_id, backend=backend.name,
+                             device=device_name(backend.device), precision=precision)
+    for batch, patch in _usable(backend, time_points):
+        seconds = measure_infer_seconds(backend, batch, patch, repeats)
+        log.debug("time model point: batch %d, patch %d -> %.4f s", batch, patch, seconds)
+        fitted.time_points.append([batch, patch, round(seconds, 6)])
+    return fitted

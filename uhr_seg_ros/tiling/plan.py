@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .geometry import TileGrid
+from .geometry import DEFAULT_BLEND, TileGrid
 
 
 class PlanError(ValueError):
@@ -38,6 +38,11 @@ class TilePlan:
     predicted_peak_bytes: int
     #: the executor-buffer part of the prediction, in bytes
     buffer_bytes: int
+    #: predicted inference seconds of one frame (sum over its forwards), None without a time
+    #: model
+    predicted_seconds: float | None = None
+    #: how overlapping logits are weighted (:data:`~uhr_seg_ros.tiling.geometry.BLEND_MODES`)
+    blend: str = DEFAULT_BLEND
 
     @property
     def stride(self) -> int:
@@ -49,6 +54,9 @@ class TilePlan:
 
     def describe(self) -> str:
         mode = "resident" if self.frame_resident else "streamed in row bands"
+        timing = ("" if self.predicted_seconds is None
+                  else f", predicted {self.predicted_seconds:.2g} s")
         return (f"{self.width}x{self.height}: {self.grid.num_tiles} tiles of {self.patch} px "
                 f"(overlap {self.overlap}), batch {self.batch}, frame {mode}, predicted peak "
-                f"{self.predicted_peak_bytes / 2**20:.0f} of {self.cap_bytes / 2**20:.0f} MB cap")
+                f"{self.predicted_peak_bytes / 2**20:.0f} of {self.cap_bytes / 2**20:.0f} MB cap"
+                f"{timing}")
