@@ -236,7 +236,9 @@ class Segmenter:
         external = int(self.backend.memory_report().get("external_bytes", 0))
         if self.backend.device.type == "cuda":
             return torch.cuda.memory_allocated(self.backend.device) + external
-        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        # The eager backend runs its own (BN-folded) copy of the network beside self.model.
+        models = {id(m): m for m in (self.model, getattr(self.backend, "model", self.model))}
+        tensors = [t for m in models.values() for t in (*m.parameters(), *m.buffers())]
         return sum(t.numel() * t.element_size() for t in tensors) + external
 
     def plan_for(self, height: int, width: int) -> TilePlan:

@@ -109,3 +109,37 @@ def test_cuda_graph_replays_every_smaller_batch_like_eager(tiny_model, patches, 
     for size in (MAX_BATCH, 1, 2):
         logits = backend.infer(batch[:size]).cpu()
         torch.testing.assert_close(logits, reference[:size], rtol=1e-3, atol=1e-3)
+
+
+def test_batch_norm_folding_is_within_its_tolerance(tiny_model, patches):
+    """Every BN of the network is folded (none left running), the caller's model keeps its BNs,
+    and the logits stay within FOLD_TOLERANCE of the unfolded network. BN statistics are made
+    non-trivial first, so that a wrong fold (scale or shift) cannot pass."""
+    from torch import nn
+
+    from uhr_seg_ros.backends.eager import FOLD_TOLERANCE, fold_batch_norm
+
+    generator = torch.Generator().manual_seed(3)
+    model = type(tiny_model)(tiny_model.config)
+    model.load_state_dict(tiny_model.state_dict())
+    for bn in model.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.running_mean.normal_(0.0, 0.3, generator=generator)
+            bn.running_var.uniform_(0.5, 2.0, generator=generator)
+            bn.weight.data.uniform_(0.5, 1.5, generator=generator)
+            bn.bias.data.normal_(0.0, 0.2, generator=generator)
+    model.eval()
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    folded, count = fold_batch_norm(model)
+    assert count == norms > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == norms
+    backend = EagerBackend(model, "cpu", max_batch=MAX_BATCH)
+    assert backend.folded_batch_norms == norms
+    with torch.inference_mode():
+        expected = model(patches)
+        unfolded = EagerBackend(model, "cpu", max_batch=MAX_BATCH, fold_bn=False).infer(patches)
+        logits = backend.infer(patches)
+    scale = expected.abs().max().item()
+    assert (logits - expected).abs().max().item() <= FOLD_TOLERANCE * scale
+    torch.testing.assert_close(unfolded, expected)

@@ -1,18 +1,48 @@
-"""Eager PyTorch backend: CPU fp32, or CUDA with fp16 autocast, channels_last and CUDA graphs."""
+"""Eager PyTorch backend: CPU fp32, or CUDA with fp16 autocast, channels_last and CUDA graphs.
+
+Both run a copy of the network with every eval-mode BatchNorm folded into the convolution before
+it (:func:`fold_batch_norm`): one pass over each activation instead of two, and no BN kernels.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .base import Backend, resolve_device
 
 LOGGER = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
+#: Largest difference between folded and unfolded fp32 logits, relative to the logits' largest
+#: magnitude (rounding only: folding is exact in real arithmetic; tested).
+FOLD_TOLERANCE = 1e-4
+
+
+def fold_batch_norm(model: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``model`` (eval mode) in which every ``Conv2d`` directly followed by a
+    ``BatchNorm2d`` inside an ``nn.Sequential`` carries the BN's affine map in its weights and
+    bias, the BN replaced by ``nn.Identity``. Returns the copy and the number of folds. The
+    original is untouched (it may still be trained)."""
+    folded = copy.deepcopy(model).eval()
+    count = 0
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = module._modules[first], module._modules[second]
+            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+                    and norm.track_running_stats and norm.running_mean is not None):
+                module._modules[first] = fuse_conv_bn_eval(conv, norm)
+                module._modules[second] = nn.Identity()
+                count += 1
+    return folded, count
 
 
 @dataclass
@@ -40,12 +70,18 @@ class EagerBackend(Backend):
       * ``torch_compile=True`` wraps the network in ``torch.compile`` (fused kernels; costs
         minutes of start-up, so off by default).
     On CPU everything runs fp32 eagerly (fp16 convolutions are slow there), weights also
-    ``channels_last``.
+    ``channels_last``, and the executor hands it channels-last batches (:attr:`memory_format`).
+    ``fold_bn=True`` (default) runs a BN-folded copy of the network (:func:`fold_batch_norm`,
+    logits within :data:`FOLD_TOLERANCE` of the unfolded model in fp32).
     """
+
+    #: layout of the input batch this backend runs fastest on (the executor allocates its batch
+    #: buffer in it, so the HWC frame copies straight in and the first layer converts nothing)
+    memory_format = torch.channels_last
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  precision: str = "fp32", max_batch: int = 16, cuda_graphs: bool = True,
-                 torch_compile: bool = False) -> None:
+                 torch_compile: bool = False, fold_bn: bool = True) -> None:
         device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -56,6 +92,9 @@ class EagerBackend(Backend):
         self.cuda_graphs = cuda_graphs and on_cuda
         # channels_last on both devices: tensor-core fp16 convolutions on CUDA, and oneDNN's
         # blocked kernels on x86 CPUs (lite, 2×1024², cpu2: 0.59 s instead of 0.81 s per batch).
+        self.folded_batch_norms = 0
+        if fold_bn:
+            model, self.folded_batch_norms = fold_batch_norm(model)
         self.model = model.eval().to(device, memory_format=torch.channels_last)
         self._forward = torch.compile(self.model, dynamic=False) if torch_compile else self.model
         self._graphs: dict[tuple[int, int], _CapturedGraph] = {}
