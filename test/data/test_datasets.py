@@ -72,10 +72,49 @@ def test_hash_split_is_stable_and_holds_out_tiles() -> None:
     assert set(hash_split(["a", "b", "c"]).values()) == {"train", "val", "test"}
 
 
-def test_deepglobe_without_split_files_uses_disjoint_hash_split(deepglobe_root: Path) -> None:
-    splits = [set(DeepGlobeDataset(deepglobe_root, s).names) for s in ("train", "val", "test")]
-    assert set.union(*splits) == {"1", "2", "3", "4"}
-    assert sum(len(s) for s in splits) == 4 and all(splits[1:])
+def test_deepglobe_without_split_files_uses_the_community_split(tmp_path: Path) -> None:
+    for tile_id in ("2774", "10452", "6399", "1"):  # community val, test, train, unlisted
+        _deepglobe_tile(tmp_path, tile_id)
+    splits = {s: DeepGlobeDataset(tmp_path, s).names for s in ("train", "val", "test")}
+    assert splits == {"train": ["1", "6399"], "val": ["2774"], "test": ["10452"]}
+
+
+def test_deepglobe_512_quadrants_follow_their_parent_and_know_their_gsd(tmp_path: Path) -> None:
+    from uhr_seg_ros.data.datasets import DeepGlobe512Dataset
+
+    names = ["0235"] + [f"{i:04d}" for i in range(300, 340)]  # 0235 is a quadrant of 6399
+    for name in names:
+        _deepglobe_tile(tmp_path, name)
+    splits = {s: set(DeepGlobe512Dataset(tmp_path, s).names) for s in ("train", "val", "test")}
+    assert "0235" in splits["train"] and not splits["test"]
+    assert splits["train"] | splits["val"] == set(names) and not splits["train"] & splits["val"]
+    assert 1 <= len(splits["val"]) <= 15
+    assert DeepGlobe512Dataset(tmp_path).gsd_m == pytest.approx(1.195, abs=1e-3)
+    assert build_dataset(f"deepglobe512:{tmp_path}", "all").gsd_m > DeepGlobeDataset.gsd_m
+
+
+def test_deepglobe_512_reads_pure_red_as_unknown(tmp_path: Path) -> None:
+    from uhr_seg_ros.data.datasets import DeepGlobe512Dataset
+
+    expected = _deepglobe_tile(tmp_path, "0001")
+    mask = cv2.cvtColor(cv2.imread(str(tmp_path / "0001_mask.png")), cv2.COLOR_BGR2RGB)
+    mask[0, 0] = (255, 0, 0)
+    _write_rgb(tmp_path / "0001_mask.png", mask)
+    expected[0, 0] = IGNORE_INDEX
+    np.testing.assert_array_equal(DeepGlobe512Dataset(tmp_path)[0].label, expected)
+
+
+def test_subset_and_exclusion_keep_names_and_refuse_empty(deepglobe_root: Path) -> None:
+    from uhr_seg_ros.data.datasets import SubsetDataset, without_samples
+
+    dataset = DeepGlobeDataset(deepglobe_root, "all")
+    assert without_samples(dataset, ["2", "9"]).names == ["1", "3", "4"]
+    subset = SubsetDataset(dataset, ["4"])
+    assert subset[0].name == "4" and subset.gsd_m == 0.5
+    with pytest.raises(ValueError, match="leaves no samples"):
+        without_samples(dataset, dataset.names)
+    with pytest.raises(FileNotFoundError, match="99"):
+        SubsetDataset(dataset, ["99"])
 
 
 def test_validate_names_every_bad_sample(deepglobe_root: Path) -> None:

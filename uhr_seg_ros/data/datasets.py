@@ -28,7 +28,7 @@ import yaml
 
 from uhr_seg_ros.data import palettes
 from uhr_seg_ros.data.image_io import read_rgb
-from uhr_seg_ros.data.splits import inria_fctl_split
+from uhr_seg_ros.data.splits import deepglobe_community_split, inria_fctl_split
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class SegmentationDataset(ABC):
 
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
+    #: Ground sample distance in metres per pixel, when known: training resamples every source
+    #: to the model's GSD (``data.gsd_m``) so that a house is as many pixels wide in each.
+    gsd_m: float | None = None
 
     @property
     def num_classes(self) -> int:
@@ -222,14 +225,19 @@ def _id_from_line(line: str) -> str:
 
 
 class DeepGlobeDataset(_FileDataset):
-    """DeepGlobe Land Cover: ``<id>_sat.jpg`` + ``<id>_mask.png`` (RGB colour code).
+    """DeepGlobe Land Cover: ``<id>_sat.jpg`` + ``<id>_mask.png`` (RGB colour code), 0.5 m.
 
-    Six classes in benchmark order; "unknown" (black) becomes 255. The 454/207/142 benchmark
-    split is read from ``train.txt``/``val.txt``/``test.txt`` in ``root`` when present.
+    Six classes in benchmark order; "unknown" (black) becomes 255. Split: ``train.txt`` /
+    ``val.txt`` / ``test.txt`` in ``root`` when present, else the community 454/207/142 split
+    (:func:`deepglobe_community_split`; tiles in no list are train).
     """
 
     classes = palettes.DEEPGLOBE_CLASSES
     palette = palettes.DEEPGLOBE_PALETTE
+    gsd_m = 0.5
+
+    def _published_split(self, name: str) -> str | None:
+        return deepglobe_community_split(name)
 
     def _find_pairs(self) -> list[_Pair]:
         return [
@@ -246,6 +254,40 @@ class DeepGlobeDataset(_FileDataset):
             raise BadSampleError(f"{path}: DeepGlobe masks are RGB colour pictures, got one "
                                  "channel")
         return palettes.rgb_to_class(raw, self.palette, palettes.DEEPGLOBE_UNKNOWN_COLOR)
+
+
+#: Quadrants in ``deepglobe_512/`` whose parent 2448² tile is known (they follow its split).
+DEEPGLOBE_512_PARENTS = {"0079": "104113", "0140": "172307", "0021": "482365", "0235": "6399"}
+#: Share of the other 512² pairs held out (stable name hash) as a validation split.
+DEEPGLOBE_512_VAL_FRACTION = 0.15
+
+
+class DeepGlobe512Dataset(DeepGlobeDataset):
+    """DeepGlobe quadrants: 1224² windows of land-train tiles downscaled to 512² (~1.2 m GSD).
+
+    Same files and colours as :class:`DeepGlobeDataset`; a pure-red pixel (not a DeepGlobe
+    colour, present in one mask) is "unknown". Split: a quadrant of a known parent tile
+    (:data:`DEEPGLOBE_512_PARENTS`) takes the parent's community split, so a held-out tile never
+    leaks in through its quadrant; the rest (parents unknown) are ~15 % val by a stable name hash
+    and train otherwise; there is no test split (held-out testing uses native tiles).
+    """
+
+    gsd_m = 0.5 * 1224 / 512
+
+    def _published_split(self, name: str) -> str | None:
+        parent = DEEPGLOBE_512_PARENTS.get(name)
+        if parent is not None:
+            return deepglobe_community_split(parent)
+        return "val" if _stable_fraction(name) < DEEPGLOBE_512_VAL_FRACTION else "train"
+
+    def _layout_hint(self) -> str:
+        return "expected NNNN_sat.jpg + NNNN_mask.png 512² pairs (DeepGlobe quadrants)"
+
+    def _decode_mask(self, raw: np.ndarray, path: Path) -> tuple[np.ndarray, float]:
+        if raw.ndim == 3:
+            raw = raw.copy()
+            raw[np.all(raw == (255, 0, 0), axis=-1)] = palettes.DEEPGLOBE_UNKNOWN_COLOR
+        return super()._decode_mask(raw, path)
 
 
 _INRIA_FLAT_IMAGE = re.compile(r"^(?P<tile>.+?)_rgb_(?P<size>\d+)$")
@@ -377,6 +419,7 @@ class SyntheticDataset(SegmentationDataset):
 
     classes = palettes.DEEPGLOBE_CLASSES
     palette = palettes.DEEPGLOBE_PALETTE
+    gsd_m = 0.5
 
     def __init__(self, count: int, size: int | tuple[int, int], seed: int = 0) -> None:
         if count < 1:
@@ -396,6 +439,37 @@ class SyntheticDataset(SegmentationDataset):
         return Sample(image, label, self.names[index])
 
 
+class SubsetDataset(SegmentationDataset):
+    """The samples of ``dataset`` named in ``names``, in that order (held-out tiles removed,
+    or an explicit list of tiles to score)."""
+
+    def __init__(self, dataset: SegmentationDataset, names: Sequence[str]) -> None:
+        index = {name: i for i, name in enumerate(dataset.names)}
+        missing = [name for name in names if name not in index]
+        if missing:
+            raise FileNotFoundError(f"not in the data set: {', '.join(missing[:10])}")
+        self.dataset = dataset
+        self.classes, self.palette, self.gsd_m = dataset.classes, dataset.palette, dataset.gsd_m
+        self._indices = [index[name] for name in names]
+        self._names = list(names)
+
+    @property
+    def names(self) -> list[str]:
+        return self._names
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset[self._indices[index]]
+
+
+def without_samples(dataset: SegmentationDataset, exclude: Sequence[str]) -> SubsetDataset:
+    """``dataset`` less the samples named in ``exclude``; refuses to leave nothing."""
+    unwanted = set(exclude)
+    kept = [name for name in dataset.names if name not in unwanted]
+    if not kept:
+        raise ValueError(f"excluding {sorted(unwanted)[:10]} leaves no samples")
+    return SubsetDataset(dataset, kept)
+
+
 #: Seeds of synthetic splits: disjoint scene streams for train / val / test.
 SYNTHETIC_SPLIT_SEEDS = {"train": 0, "all": 0, "val": 1, "test": 2}
 
@@ -403,7 +477,7 @@ SYNTHETIC_SPLIT_SEEDS = {"train": 0, "all": 0, "val": 1, "test": 2}
 def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
     """A data set from a ``KIND:ARG`` string (CLI and configs).
 
-    ``deepglobe:DIR``, ``inria:DIR``, ``folder:DIR`` (palette.yaml inside) or
+    ``deepglobe:DIR``, ``deepglobe512:DIR`` (the 512² quadrants), ``inria:DIR``, ``folder:DIR`` (palette.yaml inside) or
     ``synthetic:COUNT@SIZE`` (SIZE is ``N`` or ``HxW``; the split picks the seed).
     """
     kind, sep, arg = spec.partition(":")
@@ -415,6 +489,8 @@ def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
     kind = kind.lower()
     if kind == "deepglobe":
         return DeepGlobeDataset(arg, split)
+    if kind == "deepglobe512":
+        return DeepGlobe512Dataset(arg, split)
     if kind == "inria":
         return InriaDataset(arg, split)
     if kind == "folder":
@@ -426,4 +502,5 @@ def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
         count, first, second = int(match[1]), int(match[2]), match[3]
         size = (first, int(second)) if second else first
         return SyntheticDataset(count, size, seed=SYNTHETIC_SPLIT_SEEDS[split])
-    raise ValueError(f"unknown data set kind {kind!r}; use deepglobe, inria, folder or synthetic")
+    raise ValueError(f"unknown data set kind {kind!r}; use deepglobe, deepglobe512, inria, folder or "
+                     "synthetic")
