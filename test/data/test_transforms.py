@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uhr_seg_ros.data.datasets import BadSampleError, Sample, SegmentationDataset
-from uhr_seg_ros.data.transforms import TrainingCrops
+from uhr_seg_ros.data.transforms import TrainingCrops, photometric_jitter
 
 
 class _Frames(SegmentationDataset):
@@ -106,3 +106,31 @@ def test_rejects_bad_arguments() -> None:
         TrainingCrops(_Frames([(8, 8)]), 4, 1, scale_range=(2.0, 1.0))
     with pytest.raises(ValueError, match="empty"):
         TrainingCrops(_Frames([]), 4, 1)
+
+
+def test_gsd_ratio_zooms_coarse_sources_to_the_model_resolution() -> None:
+    frames = _Frames([(64, 64)])
+    native = TrainingCrops(frames, crop_size=32, samples_per_epoch=1, scale_range=(1.0, 1.0))
+    coarse = TrainingCrops(frames, crop_size=32, samples_per_epoch=1, scale_range=(1.0, 1.0),
+                           gsd_ratio=2.0)
+    # a 2x coarser source: the 32 px crop covers a 16 px window, upsampled
+    assert native._random_window(frames[0], np.random.default_rng(0))[0].shape == (32, 32, 3)
+    window = coarse._random_window(frames[0], np.random.default_rng(0))[0]
+    assert window.shape == (32, 32, 3)
+    assert len(np.unique(window[::2, ::2].reshape(-1, 3), axis=0)) <= 16 * 16
+    with pytest.raises(ValueError, match="gsd_ratio"):
+        TrainingCrops(frames, crop_size=32, samples_per_epoch=1, gsd_ratio=0.0)
+
+
+def test_photometric_jitter_changes_colours_but_not_shape_and_is_seeded() -> None:
+    image = np.random.default_rng(1).integers(30, 220, (16, 16, 3), dtype=np.uint8)
+    first = photometric_jitter(image, 0.3, np.random.default_rng(5))
+    again = photometric_jitter(image, 0.3, np.random.default_rng(5))
+    assert first.shape == image.shape and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first.astype(int) - image).mean() > 1.0
+    crops = TrainingCrops(_Frames([(40, 40)]), crop_size=16, samples_per_epoch=2,
+                          color_jitter=0.3)
+    plain = TrainingCrops(_Frames([(40, 40)]), crop_size=16, samples_per_epoch=2)
+    assert not torch.equal(crops[0][0], plain[0][0])
+    torch.testing.assert_close(crops[0][1], plain[0][1])  # labels untouched

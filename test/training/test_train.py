@@ -67,6 +67,16 @@ def test_poly_schedule_and_padding():
     assert (labels[:, 40:] == 255).all() and (images[:, :, 40:] == 0).all()
 
 
+def test_warmup_ramps_up_to_the_peak_lr_then_poly_decays():
+    schedule = ScheduleSection(iterations=100, lr=0.01, min_lr=1e-4, warmup_iterations=10)
+    assert schedule.lr_at(0) == pytest.approx(0.01 * (0.01 + 0.99 * 0.1))
+    assert schedule.lr_at(9) == pytest.approx(0.01)
+    assert schedule.lr_at(0) < schedule.lr_at(5) < schedule.lr_at(9)
+    assert schedule.lr_at(50) == pytest.approx((0.01 - 1e-4) * 0.5 ** 0.9 + 1e-4)
+    with pytest.raises(ValueError, match="warmup"):
+        ScheduleSection(iterations=10, warmup_iterations=10)
+
+
 def test_optimizer_choice_follows_the_schedule():
     model = torch.nn.Linear(2, 2)
     sgd = make_optimizer(model, ScheduleSection(lr=0.01, momentum=0.9, weight_decay=5e-4))

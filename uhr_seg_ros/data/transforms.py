@@ -24,6 +24,12 @@ class TrainingCrops(Dataset):
     padded: image 0, label 255) and one of the 8 flips/rotations (aerial views have no "up").
     Returns ``(image, label)``: float32 ``3×c×c`` RGB 0..255 and int64 ``c×c`` (255 = ignore).
 
+    ``gsd_ratio`` (the source's GSD over the model's, e.g. 2.39 for 1.2 m quadrants trained at
+    0.5 m) multiplies the zoom, so every source reaches the model at one ground resolution.
+    ``color_jitter`` > 0 applies random photometric changes of that strength (brightness,
+    contrast, saturation, white balance, gamma, and sometimes blur or sensor noise), because
+    users' cameras differ from DigitalGlobe's.
+
     Decoded frames are kept in an LRU cache of ``cache_mb`` (a 2448² DeepGlobe tile is ~24 MB
     decoded and slow to decode); each DataLoader worker holds its own cache. A sample that turns
     out bad is skipped with a warning naming its file and never drawn again.
@@ -31,7 +37,8 @@ class TrainingCrops(Dataset):
 
     def __init__(self, dataset: SegmentationDataset, crop_size: int, samples_per_epoch: int,
                  seed: int = 0, scale_range: tuple[float, float] = (0.75, 1.25),
-                 cache_mb: float = 2048.0) -> None:
+                 cache_mb: float = 2048.0, gsd_ratio: float = 1.0,
+                 color_jitter: float = 0.0) -> None:
         if len(dataset) == 0:
             raise ValueError("cannot crop from an empty data set (check the path and split)")
         if crop_size < 1 or samples_per_epoch < 1:
@@ -44,6 +51,11 @@ class TrainingCrops(Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
         self.scale_range = scale_range
+        if gsd_ratio <= 0 or not 0 <= color_jitter < 1:
+            raise ValueError(f"need gsd_ratio > 0 and 0 <= color_jitter < 1, got {gsd_ratio}, "
+                             f"{color_jitter}")
+        self.gsd_ratio = gsd_ratio
+        self.color_jitter = color_jitter
         self.epoch = 0
         self._cache_budget = int(cache_mb * 2**20)
         self._cache: OrderedDict[int, Sample] = OrderedDict()
@@ -63,6 +75,8 @@ class TrainingCrops(Dataset):
         image, label = self._random_window(sample, rng)
         flip = int(rng.integers(8))
         image, label = _dihedral(image, flip), _dihedral(label, flip)
+        if self.color_jitter > 0:
+            image = photometric_jitter(image, self.color_jitter, rng)
         return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float(),
                 torch.from_numpy(np.ascontiguousarray(label)).long())
 
@@ -96,7 +110,7 @@ class TrainingCrops(Dataset):
     def _random_window(self, sample: Sample, rng: np.random.Generator):
         """A square window of side crop/scale at a random place, resized to crop_size."""
         crop = self.crop_size
-        scale = rng.uniform(*self.scale_range)
+        scale = rng.uniform(*self.scale_range) * self.gsd_ratio
         side = max(1, round(crop / scale))
         height, width = sample.label.shape
         top = _window_start(height, side, rng)
@@ -133,3 +147,25 @@ def _dihedral(array: np.ndarray, which: int) -> np.ndarray:
     if which & 1:
         array = array[:, ::-1]
     return array
+
+
+def photometric_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Random camera-like colour change of an H×W×3 uint8 RGB crop (``strength`` in [0, 1)).
+
+    Brightness, contrast and saturation factors in ``1 ± strength``, per-channel gains (white
+    balance) in ``1 ± strength/2``, gamma in ``1 ± strength``; with probability 0.2 each a
+    Gaussian blur (defocus, coarser sensors) and Gaussian noise.
+    """
+    x = image.astype(np.float32) / 255.0
+    x = x * rng.uniform(1 - strength / 2, 1 + strength / 2, size=3).astype(np.float32)
+    x = x * rng.uniform(1 - strength, 1 + strength)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - strength, 1 + strength) + mean
+    grey = x.mean(axis=-1, keepdims=True)
+    x = (x - grey) * rng.uniform(1 - strength, 1 + strength) + grey
+    x = np.clip(x, 0.0, 1.0) ** rng.uniform(1 - strength, 1 + strength)
+    if rng.random() < 0.2:
+        x = cv2.GaussianBlur(x, (0, 0), sigmaX=float(rng.uniform(0.5, 1.5)))
+    if rng.random() < 0.2:
+        x = x + rng.normal(0.0, 0.03 * strength / 0.3, size=x.shape).astype(np.float32)
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -49,6 +49,16 @@ class DataSource:
     spec: str
     # Share of the training crops drawn from this source (relative to the other sources).
     weight: float = 1.0
+    # Which split of the source to train on ("train", or "all" to pool train+val+test).
+    split: str = "train"
+    # Sample names never trained on (held-out tiles and their quadrants), e.g. ["6399"].
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(str(name) for name in self.exclude))
+        if self.split not in ("train", "val", "test", "all"):
+            raise ValueError(f"data.train split must be train, val, test or all, got "
+                             f"{self.split!r}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,11 @@ class DataSection:
     crop_size: int = 1224
     # Random zoom range of the crops (>1 zooms in).
     scale_range: tuple[float, float] = (0.75, 1.25)
+    # The model's ground sample distance (m/pixel): sources with a known other GSD (the 1.2 m
+    # DeepGlobe quadrants) are resampled to it. null: crop every source at its own resolution.
+    gsd_m: float | None = 0.5
+    # Strength of the photometric augmentation (0 = off; 0.3 = +-30 % brightness etc.).
+    color_jitter: float = 0.0
     # Side and number of the fixed validation crops.
     val_crop_size: int = 1024
     val_crops: int = 16
@@ -100,10 +115,14 @@ class ScheduleSection:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     min_lr: float = 1e-4
+    # Linear warm-up from lr/100 over the first steps (0 = none; helps AdamW from random init).
+    warmup_iterations: int = 0
     # Iterations between redraws of the crop set (an "epoch" of random crops).
     epoch_iterations: int = 1000
 
     def __post_init__(self) -> None:
+        if self.warmup_iterations < 0 or self.warmup_iterations >= self.iterations:
+            raise ValueError("schedule.warmup_iterations must be in [0, iterations)")
         if self.iterations < 1 or self.batch_size < 1 or self.epoch_iterations < 1:
             raise ValueError("schedule.iterations, batch_size and epoch_iterations must be >= 1")
         if not 0 < self.min_lr <= self.lr:
@@ -116,6 +135,9 @@ class ScheduleSection:
 
     def lr_at(self, iteration: int) -> float:
         """Learning rate of step ``iteration`` (0-based)."""
+        if iteration < self.warmup_iterations:
+            fraction = (iteration + 1) / self.warmup_iterations
+            return self.lr * (0.01 + 0.99 * fraction)
         progress = min(iteration / self.iterations, 1.0)
         return (self.lr - self.min_lr) * (1.0 - progress) ** self.poly_power + self.min_lr
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset, DistributedSampler
 
-from uhr_seg_ros.data.datasets import SegmentationDataset, build_dataset
+from uhr_seg_ros.data.datasets import SegmentationDataset, build_dataset, without_samples
 from uhr_seg_ros.data.palettes import IGNORE_INDEX
 from uhr_seg_ros.data.transforms import TrainingCrops
 from uhr_seg_ros.model import SGHRQ
@@ -59,13 +59,43 @@ class ResumableSampler(DistributedSampler):
         return super().__len__() - self.start
 
 
-def _open_dataset(spec: str, split: str, class_names: tuple[str, ...]) -> SegmentationDataset:
-    """``build_dataset`` (``~`` and ``$VARS`` expanded) that refuses a class list mismatch."""
+def _open_dataset(spec: str, split: str, class_names: tuple[str, ...],
+                  exclude: Sequence[str] = ()) -> SegmentationDataset:
+    """``build_dataset`` (``~`` and ``$VARS`` expanded) that refuses a class list mismatch,
+    without the samples named in ``exclude``."""
     dataset = build_dataset(os.path.expandvars(os.path.expanduser(spec)), split)
     if tuple(dataset.classes) != tuple(class_names):
         raise ValueError(f"{spec} has classes {list(dataset.classes)} but the model is "
                          f"configured with {list(class_names)}; set model.class_names to match")
+    if exclude:
+        dataset = without_samples(dataset, exclude)
     return dataset
+
+
+def gsd_ratio(dataset: SegmentationDataset, model_gsd_m: float | None) -> float:
+    """Zoom that brings ``dataset`` to the model's GSD (1 when either is unknown)."""
+    if model_gsd_m is None or dataset.gsd_m is None:
+        return 1.0
+    return dataset.gsd_m / model_gsd_m
+
+
+def training_tile_ids(cfg: TrainConfig, class_names: tuple[str, ...]) -> list[str]:
+    """``kind:name`` of every real (non-synthetic) sample the run trains on, for the
+    checkpoint, so that ``uhr-seg eval`` can warn when it is asked to score training tiles."""
+    ids = []
+    for source in cfg.data.train:
+        kind = source.spec.partition(":")[0].lower()
+        if kind == "synthetic":
+            continue
+        dataset = _open_dataset(source.spec, source.split, class_names, source.exclude)
+        ids += [f"{kind}:{name}" for name in dataset.names]
+    if cfg.model.init_from:
+        # Fine-tuned weights carry what the starting model saw too.
+        from uhr_seg_ros.model.checkpoint import read_checkpoint
+
+        meta = read_checkpoint(cfg.model.init_from).get("meta", {})
+        ids += [i for i in meta.get("training", {}).get("training_tiles", []) if i not in ids]
+    return ids
 
 
 def training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatDataset:
@@ -75,7 +105,7 @@ def training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatData
     parts = []
     remaining = total
     for i, source in enumerate(cfg.data.train):
-        dataset = _open_dataset(source.spec, "train", class_names)
+        dataset = _open_dataset(source.spec, source.split, class_names, source.exclude)
         last = i == len(cfg.data.train) - 1
         count = remaining if last else max(1, round(total * source.weight / weight_sum))
         remaining -= count
@@ -83,17 +113,20 @@ def training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatData
             raise ValueError(f"data.train weights leave no crops for {source.spec}; "
                              "raise schedule.epoch_iterations or its weight")
         parts.append(TrainingCrops(dataset, cfg.data.crop_size, count, seed=cfg.run.seed + i,
-                                   scale_range=cfg.data.scale_range, cache_mb=cfg.data.cache_mb))
+                                   scale_range=cfg.data.scale_range, cache_mb=cfg.data.cache_mb,
+                                   gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m),
+                                   color_jitter=cfg.data.color_jitter))
     return ConcatDataset(parts)
 
 
 def validation_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatDataset | None:
     parts = []
     for spec in cfg.data.val:
-        parts.append(TrainingCrops(_open_dataset(spec, "val", class_names),
-                                   cfg.data.val_crop_size, cfg.data.val_crops,
+        dataset = _open_dataset(spec, "val", class_names)
+        parts.append(TrainingCrops(dataset, cfg.data.val_crop_size, cfg.data.val_crops,
                                    seed=cfg.run.seed + 1000, scale_range=(1.0, 1.0),
-                                   cache_mb=cfg.data.cache_mb))
+                                   cache_mb=cfg.data.cache_mb,
+                                   gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m)))
     return ConcatDataset(parts) if parts else None
 
 

@@ -47,6 +47,7 @@ from uhr_seg_ros.training.crops import (
     ResumableSampler,
     pad_to_divisor,
     training_crops,
+    training_tile_ids,
     validation_crops,
 )
 from uhr_seg_ros.training.distributed import init_distributed, pick_device
@@ -251,6 +252,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
         # SyncBatchNorm keeps BatchNorm's state-dict keys: the file loads into plain SGHRQ.
         palette = [list(colour) for colour in crops.datasets[0].dataset.palette]
         meta = training_meta(cfg, ctx, last_loss, val_miou, run_start)
+        meta["training_tiles"] = training_tile_ids(cfg, class_names)
         save_checkpoint(model_path, model, half=True, inference_only=True, palette=palette,
                         training=meta)
         log.info("wrote %s (fp16 inference weights) and %s (resumable state)", model_path,
