@@ -139,6 +139,20 @@ def test_eval_cli_on_tiny_synthetic_scenes(tmp_path: Path) -> None:
     assert (out / "results.md").is_file() and (out / "results.csv").is_file()
 
 
+def test_eval_names_samples_the_checkpoint_was_trained_on(tmp_path: Path) -> None:
+    from uhr_seg_ros.cli.eval import tiles_in_training_data
+    from uhr_seg_ros.model import SGHRQConfig, build_model, save_checkpoint
+
+    model = build_model(SGHRQConfig.tiny())
+    trained = save_checkpoint(tmp_path / "trained.pt", model, training={
+        "training_tiles": ["deepglobe:104113", "deepglobe512:0079"]})
+    assert tiles_in_training_data(trained, "deepglobe:/data/dg", ["6399", "104113"]) == ["104113"]
+    assert tiles_in_training_data(trained, "deepglobe512:/d", ["0079", "0080"]) == ["0079"]
+    assert tiles_in_training_data(trained, "folder:/d", ["104113"]) == []
+    silent = save_checkpoint(tmp_path / "silent.pt", model)  # older files record nothing
+    assert tiles_in_training_data(silent, "deepglobe:/data/dg", ["104113"]) == []
+
+
 def test_eval_cli_reports_a_missing_model(tmp_path: Path) -> None:
     from uhr_seg_ros.cli import main
 

@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="which split to score (default val)")
     parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
                         help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f}, the paper's 1.5 GB)")
+    parser.add_argument("--ids", nargs="+", default=None, metavar="NAME",
+                        help="score exactly these samples (any split), e.g. --ids 6399 10452")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
     add_backend_argument(parser)
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
@@ -45,14 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uhr_seg_ros.data.datasets import build_dataset
+    from uhr_seg_ros.data.datasets import SubsetDataset, build_dataset
     from uhr_seg_ros.evaluation.evaluate import evaluate, write_results
     from uhr_seg_ros.paths import default_model_path
     from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    dataset = build_dataset(args.data, args.split)
+    dataset = build_dataset(args.data, "all" if args.ids else args.split)
+    if args.ids:
+        dataset = SubsetDataset(dataset, args.ids)
     if len(dataset) == 0:
         raise ValueError(f"split {args.split!r} of {args.data} is empty; pick another --split "
                          "or add split files (docs/data.md)")
@@ -60,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     settings = SegmenterSettings(
         model_path=str(model_path), memory_cap_mb=args.memory_cap_mb, precision=args.precision,
         backend_order=args.backend)
+    trained_on = tiles_in_training_data(model_path, args.data, dataset.names)
+    if trained_on:
+        LOGGER.warning("%d of the %d evaluated samples were in this model's training data (%s); "
+                       "these scores overstate accuracy on unseen imagery", len(trained_on),
+                       len(dataset), ", ".join(trained_on[:8]) + (" ..." if len(trained_on) > 8
+                                                                   else ""))
     segmenter = Segmenter.from_settings(settings)
     LOGGER.info("evaluating %s (%s, %d images) with %s", args.data, args.split,
                 len(dataset) if args.limit is None else min(args.limit, len(dataset)),
@@ -71,8 +81,25 @@ def run(args: argparse.Namespace) -> int:
         segmenter.close()
     results = write_results(evaluation, args.out, {
         "data": args.data, "split": args.split, "model": str(model_path),
-        "backend": segmenter.backend.describe(), "memory_cap_mb": args.memory_cap_mb})
+        "backend": segmenter.backend.describe(), "memory_cap_mb": args.memory_cap_mb,
+        "ids": args.ids, "in_training_data": trained_on})
     LOGGER.info("mIoU %.2f %% (majority baseline %.2f %%), peak %.0f MB, %.3f FPS -> %s",
                 100 * (results["miou"] or 0.0), 100 * (results["baseline_miou"] or 0.0),
                 results["peak_memory_mb"], results["fps"], args.out / "results.md")
     return 0
+
+
+def tiles_in_training_data(model_path: Path, data_spec: str, names: list[str]) -> list[str]:
+    """The evaluated sample names that the checkpoint lists as training tiles (its
+    ``meta.training.training_tiles``, ``kind:name``); empty when it records none."""
+    from uhr_seg_ros.model.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        payload = read_checkpoint(model_path)
+    except (CheckpointError, OSError):
+        return []  # the segmenter reports the unreadable file in its own words
+    meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
+    training = meta.get("training", {}) if isinstance(meta, dict) else {}
+    trained = set(training.get("training_tiles", []) if isinstance(training, dict) else [])
+    kind = data_spec.partition(":")[0].lower()
+    return [name for name in names if f"{kind}:{name}" in trained]
