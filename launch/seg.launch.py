@@ -31,6 +31,9 @@ from launch_ros.actions import LifecycleNode, Node
 from uhr_seg_ros.ros.fastdds import PROFILE_FILE_NAME, profile_variables
 
 PACKAGE = "uhr_seg_ros"
+#: Seconds launch waits after SIGINT before it sends SIGTERM (launch's default: 5). The node
+#: finishes the frame in flight first: one large frame on a CPU takes longer than 5 s.
+SEG_NODE_SIGTERM_TIMEOUT_S = "30"
 
 
 def _seg_node(context: LaunchContext) -> list[LifecycleNode]:
@@ -56,6 +59,7 @@ def _seg_node(context: LaunchContext) -> list[LifecycleNode]:
                     ("image/compressed", [LaunchConfiguration("image_topic"), "/compressed"])],
         output="screen",
         emulate_tty=True,
+        sigterm_timeout=SEG_NODE_SIGTERM_TIMEOUT_S,
     )]
 
 

@@ -155,7 +155,12 @@ class DemoSource(Node):
             self.get_logger().warning(f"skipping a frame: {exc}", throttle_duration_sec=5.0)
             return
         msg.header.stamp = self.get_clock().now().to_msg()
-        self._publisher.publish(msg)
+        try:
+            self._publisher.publish(msg)
+        except RuntimeError:  # RCLError: Ctrl-C shut the context down during this tick
+            if self.context.ok():
+                raise
+            return
         self._sent += 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -105,6 +107,11 @@ def run_node(make_node: Callable[[], Node], *, args: list[str] | None = None,
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shut the context down while the executor was taking a message: rclpy then
+        # raises a bare RuntimeError ("Unable to convert call argument"). Not an error.
+        if rclpy.ok():
+            raise
     finally:
         _ignore_further_interrupts()
         try:
@@ -113,3 +120,13 @@ def run_node(make_node: Callable[[], Node], *, args: list[str] | None = None,
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` once everything is cleaned up, skipping the interpreter's
+    teardown of torch and rclpy: measured at about 4 s on a loaded 2-core machine, which
+    alone nearly uses up the 5 s launch grants a node after SIGINT before it sends SIGTERM."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
