@@ -77,6 +77,28 @@ def test_warmup_ramps_up_to_the_peak_lr_then_poly_decays():
         ScheduleSection(iterations=10, warmup_iterations=10)
 
 
+def test_fine_tuning_to_other_classes_reuses_what_transfers(tmp_path):
+    from uhr_seg_ros.model import save_checkpoint
+    from uhr_seg_ros.training.checkpoints import initial_model
+
+    torch.manual_seed(0)
+    source = build_model(SGHRQConfig.tiny(num_classes=6))
+    path = save_checkpoint(tmp_path / "six.pt", source)
+    cfg = train_config_from_dict({**TINY_RUN, "model": {
+        "preset": "tiny", "class_names": ["road", "roof", "tree"], "init_from": str(path)}})
+    model = initial_model(cfg)
+    assert model.config.num_classes == 3
+    torch.testing.assert_close(model.semantic.layer4[0].conv1[0].weight,
+                               source.semantic.layer4[0].conv1[0].weight)
+    assert model.aux8_head.weight.shape[0] == 3 and not model.memory.initialised.any()
+    same = initial_model(train_config_from_dict({**TINY_RUN, "model": {
+        "preset": "tiny", "class_names": list(source.config.class_names), "init_from": str(path)}}))
+    torch.testing.assert_close(same.aux8_head.weight, source.aux8_head.weight)
+    with pytest.raises(ValueError, match="different model config"):
+        initial_model(train_config_from_dict({**TINY_RUN, "model": {
+            "preset": "lite", "init_from": str(path)}}))
+
+
 def test_optimizer_choice_follows_the_schedule():
     model = torch.nn.Linear(2, 2)
     sgd = make_optimizer(model, ScheduleSection(lr=0.01, momentum=0.9, weight_decay=5e-4))

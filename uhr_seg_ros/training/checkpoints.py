@@ -6,6 +6,8 @@ resumed single-process run reproduces the uninterrupted one exactly.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 import time
@@ -28,6 +30,8 @@ from uhr_seg_ros.training.distributed import Distributed
 
 STATE_FORMAT = "uhr_seg_ros/train_state"
 
+log = logging.getLogger(__name__)
+
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
@@ -43,17 +47,38 @@ def restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
 
 
 def initial_model(cfg: TrainConfig) -> SGHRQ:
+    """A fresh model, or ``model.init_from``'s weights when fine-tuning.
+
+    Same classes: every weight and the memory bank carry over. Other classes (a user's own
+    data set): the weights whose shapes match (backbones, ASPP, query MLP body: what transfers)
+    carry over, the class-dependent layers (logit heads, the query MLP's first and last layer,
+    the memory bank) start fresh. Any other difference (preset, widths) is refused.
+    """
     config = cfg.model.build_config()
     model = build_model(config)
-    if cfg.model.init_from:
-        source = load_checkpoint(cfg.model.init_from)
-        if source.config != config:
-            raise ValueError(f"model.init_from {cfg.model.init_from} has a different model config "
-                             "than this training config; match model.preset/class_names/overrides")
+    if not cfg.model.init_from:
+        return model
+    source = load_checkpoint(cfg.model.init_from)
+    same_classes = dataclasses.replace(source.config, num_classes=config.num_classes,
+                                       class_names=config.class_names)
+    if same_classes != config:
+        raise ValueError(f"model.init_from {cfg.model.init_from} has a different model config "
+                         "than this training config; match model.preset and overrides")
+    if source.config == config:
         # Missing training heads (inference-only files) keep their fresh initialisation.
         model.load_state_dict(source.state_dict(), strict=False)
         model.memory.prototypes.copy_(source.memory.prototypes)
         model.memory.initialised.copy_(source.memory.initialised)
+        return model
+    own = model.state_dict()
+    reused = {k: v for k, v in source.state_dict().items()
+              if k in own and own[k].shape == v.shape and not k.startswith("memory.proto")
+              and not k.startswith("memory.init")}
+    model.load_state_dict(reused, strict=False)
+    fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in reused})
+    log.info("fine-tuning from %s (%d classes) to %d classes: reused %d of %d tensors; fresh: "
+             "%s", cfg.model.init_from, source.config.num_classes, config.num_classes,
+             len(reused), len(own), ", ".join(fresh))
     return model
 
 
