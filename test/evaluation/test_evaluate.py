@@ -93,6 +93,19 @@ def test_limit_and_class_count_mismatch(tmp_path: Path) -> None:
         evaluate(_StubSegmenter(), _Buildings(broken=True), limit=0, progress=False)
 
 
+def test_confusion_picture_normalises_rows_and_greys_absent_classes() -> None:
+    from uhr_seg_ros.evaluation.evaluate import confusion_picture
+
+    matrix = np.array([[9, 1, 0], [0, 0, 0], [5, 0, 5]])
+    picture = confusion_picture(matrix, ("urban", "water", "barren"), cell=64)
+    assert picture.dtype == np.uint8 and picture.shape[2] == 3
+    top = picture.shape[0] - 3 * 64
+    left = picture.shape[1] - 3 * 64
+    corner = lambda i, j: tuple(picture[top + i * 64 + 2, left + j * 64 + 2])  # noqa: E731
+    assert corner(1, 0) == (200, 200, 200)                     # no water in the truth
+    assert corner(0, 0)[0] > corner(2, 0)[0] > corner(0, 1)[0]  # 90 % > 50 % > 10 %
+
+
 def test_comparison_picture_panels() -> None:
     truth = np.zeros((40, 60), np.uint8)
     truth[:, 30:] = 1
@@ -137,6 +150,7 @@ def test_eval_cli_on_tiny_synthetic_scenes(tmp_path: Path) -> None:
     picture = cv2.imread(str(out / "vis" / "synthetic_s1_0000.jpg"))
     assert picture.shape == (26 + 128 + 26, 4 * 128 + 18, 3)
     assert (out / "results.md").is_file() and (out / "results.csv").is_file()
+    assert cv2.imread(str(out / "confusion.png")) is not None
 
 
 def test_eval_names_samples_the_checkpoint_was_trained_on(tmp_path: Path) -> None:

@@ -224,7 +224,43 @@ def write_results(evaluation: Evaluation, out_dir: Path, meta: dict[str, Any]) -
                              _cell(image.pixel_accuracy), f"{image.seconds:.3f}",
                              f"{image.peak_memory_mb:.1f}"])
     (out_dir / "results.md").write_text(_markdown(results, evaluation.class_names))
+    picture = confusion_picture(evaluation.confusion.matrix, evaluation.class_names)
+    cv2.imwrite(str(out_dir / "confusion.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     return results
+
+
+def confusion_picture(matrix: np.ndarray, class_names: tuple[str, ...],
+                      cell: int = 64) -> np.ndarray:
+    """RGB picture of a confusion matrix, rows = truth, columns = prediction, each row
+    normalised (recall per class): dark blue = 0, white = 1, the percentage in each cell.
+    Rows without any truth pixel stay grey."""
+    n = len(class_names)
+    label_w, header_h = 8 * max(len(c) for c in class_names) + 16, 40
+    picture = np.full((header_h + n * cell, label_w + n * cell, 3), 255, np.uint8)
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(picture, "truth \\ predicted", (4, 14), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for j, name in enumerate(class_names):
+        cv2.putText(picture, name[:8], (label_w + j * cell + 4, header_h - 8), font, 0.38,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    for i, name in enumerate(class_names):
+        top = header_h + i * cell
+        cv2.putText(picture, name, (4, top + cell // 2 + 4), font, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        for j in range(n):
+            left = label_w + j * cell
+            if totals[i, 0] == 0:
+                colour = (200, 200, 200)
+            else:
+                v = float(shares[i, j])
+                colour = (int(20 + 235 * v), int(40 + 215 * v), int(120 + 135 * v))
+            cv2.rectangle(picture, (left, top), (left + cell - 2, top + cell - 2), colour, -1)
+            if totals[i, 0]:
+                text_colour = (0, 0, 0) if shares[i, j] > 0.5 else (255, 255, 255)
+                cv2.putText(picture, f"{100 * shares[i, j]:.0f}", (left + 18, top + cell // 2 + 5),
+                            font, 0.5, text_colour, 1, cv2.LINE_AA)
+    return picture
 
 
 def _cell(value: float | None) -> str:
