@@ -24,6 +24,7 @@ from uhr_seg_ros.model.checkpoint import (
     model_from_payload,
     read_checkpoint,
 )
+from uhr_seg_ros.model.sghrq import TRAIN_HEADS_PREFIX
 from uhr_seg_ros.training import TrainingError
 from uhr_seg_ros.training.config import TrainConfig
 from uhr_seg_ros.training.distributed import Distributed
@@ -75,9 +76,10 @@ def initial_model(cfg: TrainConfig) -> SGHRQ:
               if k in own and own[k].shape == v.shape and not k.startswith("memory.proto")
               and not k.startswith("memory.init")}
     model.load_state_dict(reused, strict=False)
-    fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in reused})
+    fresh = sorted({k.rsplit(".", 1)[0] for k in own
+                    if k not in reused and not k.startswith(TRAIN_HEADS_PREFIX)})
     log.info("fine-tuning from %s (%d classes) to %d classes: reused %d of %d tensors; fresh: "
-             "%s", cfg.model.init_from, source.config.num_classes, config.num_classes,
+             "%s (and the training-only heads)", cfg.model.init_from, source.config.num_classes, config.num_classes,
              len(reused), len(own), ", ".join(fresh))
     return model
 
