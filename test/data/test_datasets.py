@@ -104,6 +104,20 @@ def test_deepglobe_512_reads_pure_red_as_unknown(tmp_path: Path) -> None:
     np.testing.assert_array_equal(DeepGlobe512Dataset(tmp_path)[0].label, expected)
 
 
+def test_folder_palette_may_state_the_gsd(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    _write_rgb(tmp_path / "images" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), np.zeros((8, 8), np.uint8))
+    (tmp_path / "palette.yaml").write_text("classes: [x]\ncolors: [[0, 0, 0]]\n")
+    assert FolderDataset(tmp_path).gsd_m is None
+    (tmp_path / "palette.yaml").write_text("classes: [x]\ncolors: [[0, 0, 0]]\ngsd_m: 0.3\n")
+    assert FolderDataset(tmp_path).gsd_m == 0.3
+    (tmp_path / "palette.yaml").write_text("classes: [x]\ncolors: [[0, 0, 0]]\ngsd_m: -1\n")
+    with pytest.raises(ValueError, match="gsd_m"):
+        FolderDataset(tmp_path)
+
+
 def test_subset_and_exclusion_keep_names_and_refuse_empty(deepglobe_root: Path) -> None:
     from uhr_seg_ros.data.datasets import SubsetDataset, without_samples
 

@@ -353,6 +353,7 @@ class FolderDataset(_FileDataset):
         classes: [background, building]      # class names, index = class id
         colors: [[0, 0, 0], [255, 0, 0]]     # RGB per class, for colour masks
         ignore_colors: [[255, 255, 255]]     # optional: colours that mean "ignore"
+        gsd_m: 0.3                           # optional: metres per pixel (training resamples)
 
     Masks are either colour pictures (decoded by exact colour) or one-channel class ids
     (values ``< len(classes)``, or 255 = ignore).
@@ -362,7 +363,8 @@ class FolderDataset(_FileDataset):
                  max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION,
                  palette_file: str | Path | None = None) -> None:
         palette_path = Path(palette_file) if palette_file else Path(root) / "palette.yaml"
-        self.classes, self.palette, self.ignore_colors = _load_palette_yaml(palette_path)
+        self.classes, self.palette, self.ignore_colors, self.gsd_m = _load_palette_yaml(
+            palette_path)
         super().__init__(root, split, ids, max_unknown_fraction)
 
     def _find_pairs(self) -> list[_Pair]:
@@ -393,7 +395,11 @@ def _load_palette_yaml(path: Path):
         raise ValueError(
             f"{path}: needs 'classes' (names) and 'colors' (one [R, G, B] per class); got "
             f"{len(classes)} classes and {len(colors)} colours")
-    return classes, colors, ignore
+    gsd = spec.get("gsd_m")
+    if gsd is not None and (not isinstance(gsd, (int, float)) or gsd <= 0):
+        raise ValueError(f"{path}: gsd_m must be a positive number of metres per pixel, got "
+                         f"{gsd!r}")
+    return classes, colors, ignore, None if gsd is None else float(gsd)
 
 
 def _images_in(folder: Path) -> list[Path]:
