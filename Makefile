@@ -12,7 +12,7 @@ ROS2_TOOLS ?= ../shared/ros2-tools
 ROS2_STAMP := $(VENV)/.ros2_tools_installed
 AMENT_STAMP := $(VENV)/.ament_prefix
 
-.PHONY: setup test test-fast demo lint clean
+.PHONY: setup test test-fast demo lint format clean
 
 setup: $(STAMP) $(AMENT_STAMP) $(ROS2_STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,ros,onnx,geo,batch]"
+	$(PY) -m pip install --quiet -e ".[test,ros,onnx,geo,batch,lint]"
 	touch $(STAMP)
 
 # The venv as an ament prefix for the checkout (marker, share/uhr_seg_ros, lib/uhr_seg_ros:
@@ -45,6 +45,17 @@ test: setup
 # Everything but the tests marked slow.
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# ruff (lint rules + format check) and mypy over the package, configured in pyproject.toml.
+lint: setup
+	$(PY) -m ruff check uhr_seg_ros
+	$(PY) -m ruff format --check uhr_seg_ros
+	$(PY) -m mypy
+
+# Apply ruff's fixes and formatting (then `make lint` shows what is left to fix by hand).
+format: setup
+	$(PY) -m ruff check --fix uhr_seg_ros
+	$(PY) -m ruff format uhr_seg_ros
 
 # The main job: the node on the bundled sample frame with the bundled model, real DDS.
 demo: setup

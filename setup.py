@@ -70,6 +70,8 @@ setup(
         "geo": ["rasterio>=1.3", "shapely>=2.0", "pyogrio>=0.7"],
         # `uhr-seg batch`: archives of images/mosaics over a Ray cluster (docs/geo.md).
         "batch": ["ray>=2.9"],
+        # `make lint`: pinned so that a new release's rules never break CI unannounced.
+        "lint": ["ruff==0.17.6", "mypy==2.4.1"],
     },
     zip_safe=True,
     entry_points={

@@ -1,4 +1,7 @@
-"""Defaults shared by the core, the CLI and the node (no heavy imports: the CLI parser uses them)."""
+"""Defaults shared by the core, the CLI and the node.
+
+No heavy imports: the CLI parser uses them, and ``uhr-seg --help`` must stay instant.
+"""
 
 #: Backends tried in order, best first (see uhr_seg_ros.backends).
 BACKEND_ORDER: tuple[str, ...] = ("tensorrt", "cuda", "cpu")

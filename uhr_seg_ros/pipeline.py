@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from uhr_seg_ros.backends import DEFAULT_ORDER, Backend, create_backend
 from uhr_seg_ros.data.palettes import default_palette
 from uhr_seg_ros.defaults import MEMORY_CAP_MB
+from uhr_seg_ros.model.contract import SegmentationModel
 from uhr_seg_ros.tiling import (
     DEFAULT_SAFETY_MARGIN,
     MemoryModel,
@@ -132,7 +132,7 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
                              f"{tuple(image.shape)}")
     else:
         # ValueError like every other bad input, so adapters catch one exception type.
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"image must be a numpy array or a torch tensor, got {type(image)}")
     if tensor.dtype != torch.uint8:
         raise ValueError(f"image must be uint8 (0..255), got {tensor.dtype}; convert with "
@@ -142,7 +142,7 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor[..., :3]
 
 
-def resolve_model(settings: SegmenterSettings) -> nn.Module:
+def resolve_model(settings: SegmenterSettings) -> SegmentationModel:
     """Load ``settings.model_path`` (or the bundled default), saying how to fix a missing one."""
     from uhr_seg_ros.model import load_checkpoint
     from uhr_seg_ros.paths import default_model_path
@@ -160,20 +160,19 @@ def resolve_model(settings: SegmenterSettings) -> nn.Module:
 class Segmenter:
     """Segments frames of any size under a memory cap. Build with :meth:`from_settings`."""
 
-    def __init__(self, model: nn.Module, backend: Backend, memory_model: MemoryModel,
+    def __init__(self, model: SegmentationModel, backend: Backend, memory_model: MemoryModel,
                  settings: SegmenterSettings) -> None:
         self.model = model
         self.backend = backend
         self.memory_model = memory_model
         self.settings = settings
-        config = getattr(model, "config", None)
         num_classes = backend.num_classes
         self.class_names: tuple[str, ...] = tuple(
-            getattr(config, "class_names", ()) or (f"class_{i}" for i in range(num_classes)))
+            model.config.class_names or (f"class_{i}" for i in range(num_classes)))
         # The training data's colours, stored in the checkpoint by `uhr-seg train`; else defaults.
-        stored = getattr(model, "meta", {}).get("palette") or ()
+        stored = model.meta.get("palette") or ()
         self.palette: tuple[tuple[int, int, int], ...] = (
-            tuple(tuple(int(c) for c in colour) for colour in stored)
+            tuple((int(r), int(g), int(b)) for r, g, b in stored)
             if len(stored) >= num_classes else default_palette(num_classes))
         self.executor = TiledExecutor(backend)
         self._plans: dict[tuple[int, int], TilePlan] = {}
@@ -183,7 +182,7 @@ class Segmenter:
         self._allowed_patches = tuple(backend.patch_sizes) if backend.patch_sizes else None
 
     @classmethod
-    def from_settings(cls, settings: SegmenterSettings, model: nn.Module | None = None
+    def from_settings(cls, settings: SegmenterSettings, model: SegmentationModel | None = None
                       ) -> Segmenter:
         """Load the model (or use the in-memory ``model``), bring up the first backend of
         ``settings.backend_order`` that works here and get a measured memory model."""
@@ -200,9 +199,9 @@ class Segmenter:
         return cls(model, backend, memory_model, settings)
 
     @staticmethod
-    def _memory_model_for(model: nn.Module, backend: Backend,
+    def _memory_model_for(model: SegmentationModel, backend: Backend,
                           settings: SegmenterSettings) -> MemoryModel:
-        precision = getattr(backend, "precision", "fp32")
+        precision = backend.precision
         identity = {"model_id": model_identity(model), "backend": backend.name,
                     "device": device_name(backend.device), "precision": precision}
         if settings.memory_model_path:
@@ -217,11 +216,11 @@ class Segmenter:
         from uhr_seg_ros.paths import config_dir
 
         try:
-            stored = find_memory_model(config_dir() / "memory_models", **identity)
+            found = find_memory_model(config_dir() / "memory_models", **identity)
         except FileNotFoundError:
-            stored = None
-        if stored is not None:
-            return stored
+            found = None
+        if found is not None:
+            return found
         log.info("no stored memory model for %s on %s; measuring one now (a few forward "
                  "passes; `uhr-seg calibrate` stores a fuller one)", identity["model_id"],
                  backend.describe())
@@ -233,7 +232,7 @@ class Segmenter:
     def held_bytes(self) -> int:
         """Device bytes held before a frame: everything torch has allocated (weights, graphs)
         plus what the backend holds outside torch (TensorRT engines). On CPU: the weights."""
-        external = int(self.backend.memory_report().get("external_bytes", 0))
+        external = self.backend.external_bytes()
         if self.backend.device.type == "cuda":
             return torch.cuda.memory_allocated(self.backend.device) + external
         # The eager backend runs its own (BN-folded) copy of the network beside self.model.
@@ -342,7 +341,7 @@ class Segmenter:
         mask, confidence, timings = self.executor.run(frame)
         if on_cuda:
             peak = (torch.cuda.max_memory_allocated(self.backend.device)
-                    + int(self.backend.memory_report().get("external_bytes", 0)))
+                    + self.backend.external_bytes())
         else:  # nothing to measure per frame: the plan's accounting (weights do not change)
             peak = plan.predicted_peak_bytes
         timings["total"] = (time.perf_counter() - start) * 1e3

@@ -64,7 +64,7 @@ def test_failing_step_is_logged_with_its_error_and_the_chain_goes_on(tiny_model,
     def broken(model, options):
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB (traceback follows)")
 
-    monkeypatch.setitem(backends._REGISTRY, "broken", broken)
+    monkeypatch.setitem(backends._REGISTRY, "broken", backends._Registration(broken, ("fp16", "fp32")))
     caplog.set_level(logging.INFO, logger="uhr_seg_ros.backends")
     backend = create_backend(tiny_model, ("broken", "cpu"))
     assert backend.name == "cpu"
@@ -75,7 +75,7 @@ def test_every_step_failing_raises_backend_error_with_all_reasons(tiny_model, mo
     def absent(model, options):
         raise BackendUnavailable("library missing")
 
-    monkeypatch.setitem(backends._REGISTRY, "absent", absent)
+    monkeypatch.setitem(backends._REGISTRY, "absent", backends._Registration(absent, ("fp16", "fp32")))
     with pytest.raises(BackendError, match="no backend could be created: absent: library "
                                            "missing; absent: library missing"):
         create_backend(tiny_model, ("absent", "absent"))
@@ -88,7 +88,7 @@ def test_factories_receive_the_options(tiny_model, monkeypatch, tmp_path):
         seen.update(vars(options))
         raise BackendUnavailable("spy")
 
-    monkeypatch.setitem(backends._REGISTRY, "spy", spy)
+    monkeypatch.setitem(backends._REGISTRY, "spy", backends._Registration(spy, ("fp16", "fp32")))
     backend = create_backend(tiny_model, ("spy", "cpu"), precision="fp32", max_batch=3,
                              patch_sizes=[256, 512], engine_cache_dir=str(tmp_path),
                              checkpoint_hash="ab" * 32, cuda_graphs=False)

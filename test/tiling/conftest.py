@@ -9,17 +9,17 @@ import torch
 from torch import nn
 
 from uhr_seg_ros.backends.eager import EagerBackend
+from uhr_seg_ros.model.contract import SegmentationModel
 
 
-class StubSegNet(nn.Module):
+class StubSegNet(SegmentationModel):
     """Two 3×3 convolutions: logits depend on neighbours and on the zero padding at window
     borders, so a misplaced or mis-averaged window changes the mask."""
 
-    size_divisor = 32
-
     def __init__(self, num_classes: int = 4, seed: int = 0) -> None:
         super().__init__()
-        self.config = SimpleNamespace(num_classes=num_classes)
+        self.config = SimpleNamespace(num_classes=num_classes, class_names=())
+        self.meta = {}
         generator = torch.Generator().manual_seed(seed)
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
         self.conv2 = nn.Conv2d(8, num_classes, 3, padding=1)
@@ -30,15 +30,14 @@ class StubSegNet(nn.Module):
         return self.conv2(torch.relu(self.conv1(x / 255.0 - 0.5)))
 
 
-class PixelStubNet(nn.Module):
+class PixelStubNet(SegmentationModel):
     """The cheapest possible network (logits = a colour channel per class), for timing-free
     memory tests on very large frames."""
 
-    size_divisor = 32
-
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
-        self.config = SimpleNamespace(num_classes=num_classes)
+        self.config = SimpleNamespace(num_classes=num_classes, class_names=())
+        self.meta = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, : self.config.num_classes] * (1.0 / 255.0)

@@ -14,18 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from uhr_seg_ros.defaults import BACKEND_ORDER
+from uhr_seg_ros.model.contract import SegmentationModel
 
 from .base import Backend, BackendError, BackendUnavailable, error_summary
+from .eager import PRECISIONS as EAGER_PRECISIONS
 from .eager import EagerBackend
+from .tensorrt import PRECISIONS as TENSORRT_PRECISIONS
 from .tensorrt import TensorRTBackend
 
 __all__ = [
     "DEFAULT_ORDER", "Backend", "BackendError", "BackendOptions", "BackendUnavailable",
-    "create_backend",
-    "register_backend", "registered_backends",
+    "backend_precisions", "create_backend", "register_backend", "registered_backends",
+    "registered_precisions",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -55,17 +57,29 @@ class BackendOptions:
     torch_compile: bool = False
 
 
-BackendFactory = Callable[[nn.Module, BackendOptions], Backend]
-
-_REGISTRY: dict[str, BackendFactory] = {}
+BackendFactory = Callable[[SegmentationModel, BackendOptions], Backend]
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Add a backend under ``name``; a factory raises :class:`BackendUnavailable` when it
-    cannot run on this machine."""
+@dataclass(frozen=True)
+class _Registration:
+    factory: BackendFactory
+    #: precisions a user may ask of this backend; the first is what it runs when asked for one
+    #: it cannot (the CPU backend runs fp32 whatever a shared config says)
+    precisions: tuple[str, ...]
+
+
+_REGISTRY: dict[str, _Registration] = {}
+
+
+def register_backend(name: str, factory: BackendFactory,
+                     precisions: Sequence[str] = ("fp16", "fp32")) -> None:
+    """Add a backend under ``name`` with the precisions it offers; a factory raises
+    :class:`BackendUnavailable` when it cannot run on this machine."""
     if name in _REGISTRY:
         raise ValueError(f"backend {name!r} is already registered")
-    _REGISTRY[name] = factory
+    if not precisions:
+        raise ValueError(f"backend {name!r} must offer at least one precision")
+    _REGISTRY[name] = _Registration(factory, tuple(precisions))
 
 
 def registered_backends() -> tuple[str, ...]:
@@ -73,7 +87,22 @@ def registered_backends() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def _cuda_backend(model: nn.Module, options: BackendOptions) -> Backend:
+def backend_precisions(name: str) -> tuple[str, ...]:
+    """The precisions backend ``name`` offers (ValueError for an unknown name)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose from {registered_backends()}")
+    return _REGISTRY[name].precisions
+
+
+def registered_precisions() -> tuple[str, ...]:
+    """Every precision some registered backend offers (what ``precision`` may be set to)."""
+    names: dict[str, None] = {}
+    for registration in _REGISTRY.values():
+        names.update(dict.fromkeys(registration.precisions))
+    return tuple(sorted(names))
+
+
+def _cuda_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
         raise BackendUnavailable(f"no CUDA device (torch.cuda.is_available() is False; torch "
@@ -82,21 +111,21 @@ def _cuda_backend(model: nn.Module, options: BackendOptions) -> Backend:
                         cuda_graphs=options.cuda_graphs, torch_compile=options.torch_compile)
 
 
-def _cpu_backend(model: nn.Module, options: BackendOptions) -> Backend:
+def _cpu_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
     return EagerBackend(model, "cpu", "fp32", options.max_batch)
 
 
-def _tensorrt_backend(model: nn.Module, options: BackendOptions) -> Backend:
+def _tensorrt_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
     return TensorRTBackend(model, "cuda", options.precision, options.max_batch,
                            options.patch_sizes, options.engine_cache_dir, options.checkpoint_hash)
 
 
-register_backend("tensorrt", _tensorrt_backend)
-register_backend("cuda", _cuda_backend)
-register_backend("cpu", _cpu_backend)
+register_backend("tensorrt", _tensorrt_backend, TENSORRT_PRECISIONS)
+register_backend("cuda", _cuda_backend, EAGER_PRECISIONS)
+register_backend("cpu", _cpu_backend, ("fp32",))
 
 
-def create_backend(model: nn.Module, order: Sequence[str] = DEFAULT_ORDER, *,
+def create_backend(model: SegmentationModel, order: Sequence[str] = DEFAULT_ORDER, *,
                    precision: str = "fp16", max_batch: int = 4,
                    patch_sizes: Sequence[int] = (1024,),
                    engine_cache_dir: str | Path | None = None,
@@ -114,8 +143,8 @@ def create_backend(model: nn.Module, order: Sequence[str] = DEFAULT_ORDER, *,
     unknown = [name for name in order if name not in _REGISTRY]
     if unknown:
         raise ValueError(f"unknown backend(s) {unknown}; choose from {registered_backends()}")
-    if precision not in ("fp16", "fp32"):
-        raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
+    if precision not in registered_precisions():
+        raise ValueError(f"precision must be one of {registered_precisions()}, got {precision!r}")
     options = BackendOptions(
         precision=precision, max_batch=max_batch, patch_sizes=tuple(patch_sizes),
         engine_cache_dir=Path(engine_cache_dir) if engine_cache_dir else None,
@@ -123,7 +152,7 @@ def create_backend(model: nn.Module, order: Sequence[str] = DEFAULT_ORDER, *,
     reasons: list[str] = []
     for name in order:
         try:
-            backend = _REGISTRY[name](model, options)
+            backend = _REGISTRY[name].factory(model, options)
         except BackendUnavailable as exc:
             reason = str(exc)
         except Exception as exc:  # a broken step (CUDA OOM, driver error) must not stop the chain

@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from uhr_seg_ros.model.contract import SIZE_DIVISOR
+
 
 class BackendError(RuntimeError):
     """A backend could not be created or failed to run (the message says why)."""
@@ -51,10 +53,12 @@ class Backend(ABC):
     #: registry name, e.g. ``"cpu"``, ``"cuda"``, ``"tensorrt"``
     name: str = "abstract"
     #: patch sides must be multiples of this (the network's total stride)
-    size_divisor: int = 32
+    size_divisor: int = SIZE_DIVISOR
     #: the only patch sides this backend runs (TensorRT: one engine each); None = any multiple
     #: of :attr:`size_divisor`
     patch_sizes: tuple[int, ...] | None = None
+    #: the precision the network really runs in (``"fp32"`` on the CPU whatever was asked)
+    precision: str = "fp32"
 
     def __init__(self, device: torch.device, num_classes: int, input_dtype: torch.dtype,
                  max_batch: int = 16) -> None:
@@ -104,14 +108,14 @@ class Backend(ABC):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def memory_report(self) -> dict[str, int]:
+    def external_bytes(self) -> int:
         """Device bytes this backend holds that ``torch.cuda.memory_allocated`` cannot see
         (e.g. a TensorRT engine's own allocations). Eager backends hold none."""
-        return {"external_bytes": 0}
+        return 0
 
     def describe(self) -> str:
         """One line for logs and the stats topic."""
         return f"{self.name} on {self.device} ({str(self.input_dtype).replace('torch.', '')})"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: eager backends hold nothing
         """Release device resources (engines, graphs). Idempotent."""

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from uhr_seg_ros.model.contract import SegmentationModel
+
 from .base import Backend, resolve_device
 
 LOGGER = logging.getLogger(__name__)
@@ -79,14 +81,14 @@ class EagerBackend(Backend):
     #: buffer in it, so the HWC frame copies straight in and the first layer converts nothing)
     memory_format = torch.channels_last
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
+    def __init__(self, model: SegmentationModel, device: str | torch.device = "cpu",
                  precision: str = "fp32", max_batch: int = 16, cuda_graphs: bool = True,
                  torch_compile: bool = False, fold_bn: bool = True) -> None:
         device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         on_cuda = device.type == "cuda"
-        super().__init__(device, model.config.num_classes, torch.float32, max_batch)
+        super().__init__(device, model.num_classes, torch.float32, max_batch)
         self.name = device.type
         self.precision = precision if on_cuda else "fp32"
         self.cuda_graphs = cuda_graphs and on_cuda
@@ -95,7 +97,7 @@ class EagerBackend(Backend):
         self.folded_batch_norms = 0
         if fold_bn:
             model, self.folded_batch_norms = fold_batch_norm(model)
-        self.model = model.eval().to(device, memory_format=torch.channels_last)
+        self.model = model.eval().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._forward = torch.compile(self.model, dynamic=False) if torch_compile else self.model
         self._graphs: dict[tuple[int, int], _CapturedGraph] = {}
         self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None

@@ -12,12 +12,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from uhr_seg_ros.model.contract import SIZE_DIVISOR
+
 #: ONNX opset of exported files: 18 is the lowest the torch.export-based exporter emits and is
 #: parsed by TensorRT 10.x (JetPack 6.1+, trtexec), ONNX Runtime >= 1.14 and Isaac ROS 3.
 ONNX_OPSET = 18
 ONNX_INPUT_NAME = "image"
 ONNX_OUTPUT_NAME = "logits"
-SIZE_DIVISOR = 32
 
 
 def check_export_shape(patch_size: int, max_batch: int) -> None:

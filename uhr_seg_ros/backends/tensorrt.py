@@ -1,7 +1,8 @@
 """TensorRT backend: torch-tensorrt (dynamo IR) builds one engine per patch size, cached on disk.
 
 The engine is a plain serialized TensorRT engine (the same bytes ``trtexec --loadEngine`` and
-Isaac ROS read), built by ``torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine``
+Isaac ROS read), built by
+``torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine``
 from the ``torch.export`` program of :mod:`.export`, with a dynamic batch profile
 ``min=1, opt=max=max_batch``. It runs through TensorRT's own Python runtime on torch's current
 CUDA stream, reading and writing static torch buffers: no host copies, no per-call allocations.
@@ -25,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from uhr_seg_ros.model.contract import SegmentationModel
 
 from .base import Backend, BackendError, BackendUnavailable, error_summary, resolve_device
 from .export import check_export_shape, export_program
@@ -120,13 +123,13 @@ class EngineSpec:
                 f"{self.cache_key()[:16]}.engine")
 
 
-def weights_sha256(model: nn.Module) -> str:
+def weights_sha256(model: SegmentationModel) -> str:
     """sha256 over the weights the inference graph uses (names, shapes, dtypes, values).
 
     The default engine cache key: a checkpoint re-saved with identical weights reuses its
     engine, and training-only heads (``inference_state_dict`` leaves them out) never matter.
     """
-    state = getattr(model, "inference_state_dict", model.state_dict)()
+    state = model.inference_state_dict()
     digest = hashlib.sha256()
     for name, tensor in sorted(state.items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
@@ -161,14 +164,14 @@ class _HalfGraph(nn.Module):
         return self.model(image.half())
 
 
-def build_engine(model: nn.Module, spec: EngineSpec, device: torch.device) -> bytes:
+def build_engine(model: SegmentationModel, spec: EngineSpec, device: torch.device) -> bytes:
     """Export ``model`` and let torch-tensorrt build a serialized engine for ``spec``.
 
     Works on a copy on ``device`` (freed afterwards) so the caller's model is left untouched.
     """
     torch_tensorrt, _ = import_tensorrt()
     settings = precision_settings(spec.torch_tensorrt_version, spec.precision)
-    graph = copy.deepcopy(model).eval().to(device)
+    graph: nn.Module = copy.deepcopy(model).eval().to(device)
     if settings.half_graph:
         graph = _HalfGraph(graph)
     program = export_program(graph, spec.patch_size, spec.max_batch, device=device)
@@ -186,7 +189,7 @@ def build_engine(model: nn.Module, spec: EngineSpec, device: torch.device) -> by
     return bytes(serialized)
 
 
-def load_or_build_engine(model: nn.Module, spec: EngineSpec, cache_dir: Path,
+def load_or_build_engine(model: SegmentationModel, spec: EngineSpec, cache_dir: Path,
                          device: torch.device) -> bytes:
     """The cached engine for ``spec``, building and caching it on a miss.
 
@@ -244,6 +247,8 @@ class _EngineRunner:
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
         """Enqueue the engine on torch's current stream; returns a view of the static output."""
+        if self.static_input is None or self.static_output is None:
+            raise BackendError("TensorRT engine used before allocate() or after close()")
         batch_size = batch.shape[0]
         self.static_input[:batch_size].copy_(batch)
         self.context.set_input_shape(self.input_name, (batch_size, *self.static_input.shape[1:]))
@@ -257,13 +262,13 @@ class TensorRTBackend(Backend):
     """SGHRQ as TensorRT engines, one per patch size, batch dynamic in ``1..max_batch``.
 
     Engine memory (weights, activations of the largest profile) is allocated by TensorRT, so
-    ``torch.cuda`` cannot see it: :meth:`memory_report` returns the drop in free device memory
+    ``torch.cuda`` cannot see it: :meth:`external_bytes` returns the drop in free device memory
     measured around deserialisation and context creation, for the planner's memory model.
     """
 
     name = "tensorrt"
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cuda",
+    def __init__(self, model: SegmentationModel, device: str | torch.device = "cuda",
                  precision: str = "fp16", max_batch: int = 4,
                  patch_sizes: Sequence[int] = (1024,),
                  engine_cache_dir: str | Path | None = None,
@@ -278,7 +283,7 @@ class TensorRTBackend(Backend):
         device = resolve_device(device)
         for patch_size in patch_sizes:
             check_export_shape(patch_size, max_batch)
-        super().__init__(device, model.config.num_classes, torch.float32, max_batch)
+        super().__init__(device, model.num_classes, torch.float32, max_batch)
         self.precision = precision
         self.tensorrt_version = tensorrt.__version__
         cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache_dir()
@@ -317,8 +322,8 @@ class TensorRTBackend(Backend):
         self.check_batch(batch)
         return self._runners[batch.shape[-1]].run(batch)
 
-    def memory_report(self) -> dict[str, int]:
-        return {"external_bytes": self._external_bytes}
+    def external_bytes(self) -> int:
+        return self._external_bytes
 
     def describe(self) -> str:
         patches = ",".join(str(p) for p in self.patch_sizes or ())

@@ -52,7 +52,7 @@ class SegmentWorker:
                 self._raster(job, record)
             else:
                 self._image(job, record)
-        except Exception as exc:  # noqa: BLE001 (the point: one bad file loses only itself)
+        except Exception as exc:
             record.status, record.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.warning("%s: %s", job.input, record.reason)
         record.seconds = round(time.perf_counter() - start, 3)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     shapes = CPU_FULL_POINTS if backend.device.type == "cpu" else FULL_POINTS
     default = tuple((batch, patch) for batch, patch in shapes if batch <= args.max_batch)
     points = calibration_points(backend, None, default)
-    precision = getattr(backend, "precision", "fp32")
+    precision = backend.precision
     LOGGER.info("measuring %d shapes on %s", len(points), backend.describe())
     fitted = calibrate(backend, model_identity(model), precision, points)
     backend.close()

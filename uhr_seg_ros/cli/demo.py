@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         codes = [p.stop() for p in processes]
     if failure:
         LOGGER.error("%s", failure)
-        for process, code in zip(processes, codes):
+        for process, code in zip(processes, codes, strict=True):
             LOGGER.error("%s (exit %s), end of %s:\n%s", process.name, code, process.log_path,
                          process.log_tail())
         return 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from torch import nn
+    from uhr_seg_ros.model.contract import SegmentationModel
 
 LOGGER = logging.getLogger("uhr-seg.export")
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_onnx(model: nn.Module, args: argparse.Namespace) -> None:
+def _export_onnx(model: SegmentationModel, args: argparse.Namespace) -> None:
     from uhr_seg_ros.backends.export import ONNX_OPSET, export_onnx
 
     path = export_onnx(model, args.out, args.patch, args.batch)
@@ -75,7 +75,7 @@ def _export_onnx(model: nn.Module, args: argparse.Namespace) -> None:
                 path, shape, args.batch, shape, args.batch, shape)
 
 
-def _export_tensorrt(model: nn.Module, args: argparse.Namespace) -> None:
+def _export_tensorrt(model: SegmentationModel, args: argparse.Namespace) -> None:
     import torch
 
     from uhr_seg_ros.backends.base import BackendUnavailable

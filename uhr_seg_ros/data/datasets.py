@@ -294,6 +294,12 @@ _INRIA_FLAT_IMAGE = re.compile(r"^(?P<tile>.+?)_rgb_(?P<size>\d+)$")
 _INRIA_FLAT_MASK = re.compile(r"^(?P<tile>.+?)_gt_(?P<size>\d+)(?P<suffix>_.*)?$")
 
 
+def _mask_size(path: Path) -> str | None:
+    """The size tag of an Inria flat-layout mask name (None when the name does not match)."""
+    match = _INRIA_FLAT_MASK.match(path.stem)
+    return match["size"] if match else None
+
+
 class InriaDataset(_FileDataset):
     """Inria Aerial Image Labeling: building (1) vs background (0).
 
@@ -323,9 +329,9 @@ class InriaDataset(_FileDataset):
             match = _INRIA_FLAT_IMAGE.match(path.stem)
             if not match:
                 continue
-            same_size_first = sorted(
-                masks.get(match["tile"], []),
-                key=lambda m: _INRIA_FLAT_MASK.match(m.stem)["size"] != match["size"])
+            size = match["size"]
+            same_size_first = sorted(masks.get(match["tile"], []),
+                                     key=lambda m: _mask_size(m) != size)
             pairs.append(_Pair(match["tile"], path,
                                same_size_first[0] if same_size_first else None))
         return pairs

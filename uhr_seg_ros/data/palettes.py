@@ -29,7 +29,7 @@ def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
         return DEEPGLOBE_PALETTE[:num_classes]
     rng = np.random.default_rng(0)
     extra = rng.integers(0, 256, size=(num_classes - len(DEEPGLOBE_PALETTE), 3))
-    return DEEPGLOBE_PALETTE + tuple(tuple(int(v) for v in row) for row in extra)
+    return DEEPGLOBE_PALETTE + tuple((int(r), int(g), int(b)) for r, g, b in extra)
 
 
 def palette_lut(palette, ignore_color=(0, 0, 0)) -> np.ndarray:
@@ -41,7 +41,7 @@ def _as_key(palette) -> tuple[tuple[int, int, int], ...]:
     flat = np.asarray(palette, dtype=np.int64).reshape(-1, 3)
     if flat.size and (flat.min() < 0 or flat.max() > 255):
         raise ValueError("palette colours must be 0..255 per channel")
-    return tuple(tuple(int(v) for v in row) for row in flat)
+    return tuple((int(r), int(g), int(b)) for r, g, b in flat)
 
 
 @lru_cache(maxsize=32)
@@ -91,11 +91,11 @@ def rgb_to_class(rgb: np.ndarray, palette, unknown_color=None) -> tuple[np.ndarr
     code_lut = np.full(8, IGNORE_INDEX, dtype=np.uint8)
     known = np.zeros(8, dtype=bool)
     for cls, colour in enumerate(palette):
-        code = sum(b * w for b, w in zip((c >= 128 for c in colour), (4, 2, 1)))
+        code = sum(b * w for b, w in zip((c >= 128 for c in colour), (4, 2, 1), strict=True))
         code_lut[code] = cls
         known[code] = True
     if unknown_color is not None:
-        code = sum(b * w for b, w in zip((c >= 128 for c in unknown_color), (4, 2, 1)))
+        code = sum(b * w for b, w in zip((c >= 128 for c in unknown_color), (4, 2, 1), strict=True))
         known[code] = True
     labels = code_lut[bits]
     unexpected = float((~known[bits]).mean())

@@ -18,6 +18,7 @@ an overlay; ``models/sample_frame.jpg`` is made by ``uhr-seg synthetic --sample-
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def _fbm(shape: tuple[int, int], cells: tuple[float, ...], rng: np.random.Genera
 def _hash(*keys: np.ndarray, salt: int) -> np.ndarray:
     """Well-mixed uint32 hash of integer arrays (per-parcel random attributes, no tables)."""
     mixed = np.full(np.broadcast_shapes(*(k.shape for k in keys)), salt & 0xFFFFFFFF, np.uint32)
-    for factor, key in zip((0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D), keys):
+    for factor, key in zip((0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D), keys, strict=False):
         mixed ^= key.astype(np.uint32, copy=False) * np.uint32(factor)  # wraps negatives
         mixed ^= mixed >> np.uint32(15)
         mixed *= np.uint32(0x2C1B3C6D)
@@ -298,7 +299,7 @@ class _Scene:
             width = int(rng.uniform(18, 70))
             cv2.polylines(river, [_meander(self.height, self.width, rng, wiggle=0.35)], False, 1,
                           thickness=width, lineType=cv2.LINE_8)
-            water |= river.astype(bool)
+            water = water | river.astype(bool)
         return water
 
     def _roads(self) -> tuple[np.ndarray, np.ndarray]:
@@ -319,10 +320,11 @@ class _Scene:
 
     def paint(self) -> np.ndarray:
         rng = self.rng
-        image = np.empty(self.shape + (3,), np.float32)
+        image = np.empty((*self.shape, 3), np.float32)
         # Each painter works inside the bounding box of its pixels (towns and lakes are often
         # small) and fills only its own pixels. Roads go over the land, under towns' roofs.
-        painters = ((self._paint_rangeland, self.label == RANGELAND),
+        painters: tuple[tuple[Callable[..., None], np.ndarray | None], ...] = (
+                   (self._paint_rangeland, self.label == RANGELAND),
                     (self._paint_barren, self.label == BARREN),
                     (self._paint_forest, self.label == FOREST),
                     (self._paint_farmland, self.label == AGRICULTURE),

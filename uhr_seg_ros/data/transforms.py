@@ -125,9 +125,9 @@ class TrainingCrops(Dataset):
         label[dst_y, dst_x] = sample.label[src_y, src_x]
         if side != crop:
             shrink = side > crop
-            image = cv2.resize(image, (crop, crop),
-                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            label = cv2.resize(label, (crop, crop), interpolation=cv2.INTER_NEAREST)
+            image = np.asarray(cv2.resize(
+                image, (crop, crop), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
+            label = np.asarray(cv2.resize(label, (crop, crop), interpolation=cv2.INTER_NEAREST))
         return image, label
 
 

@@ -68,13 +68,13 @@ class Evaluation:
         result: dict[str, Any] = {
             "images": len(self.images),
             "miou": _number(self.confusion.miou()),
-            "per_class_iou": {n: _number(v) for n, v in zip(self.class_names, iou)},
+            "per_class_iou": {n: _number(v) for n, v in zip(self.class_names, iou, strict=True)},
             "pixel_accuracy": _number(self.confusion.pixel_accuracy()),
             "baseline_miou": _number(baseline.miou()),
             "baseline_pixel_accuracy": _number(baseline.pixel_accuracy()),
             "baseline_class": (self.class_names[int(np.argmax(frequencies))]
                                if self.confusion.matrix.any() else None),
-            "truth_share": {n: _number(v) for n, v in zip(self.class_names, frequencies)},
+            "truth_share": {n: _number(v) for n, v in zip(self.class_names, frequencies, strict=True)},
             "peak_memory_mb": max((i.peak_memory_mb for i in self.images), default=None),
             "fps": len(self.images) / seconds if seconds else None,
             "seconds_per_image": seconds / len(self.images) if self.images else None,
@@ -168,7 +168,7 @@ def comparison_picture(image: np.ndarray, truth: np.ndarray, prediction: np.ndar
     panels = [small_image, lut[small_truth], lut[small_prediction], errors]
     titles = ("image", "truth", "prediction", "errors (red)")
     titled = []
-    for panel, title in zip(panels, titles):
+    for panel, title in zip(panels, titles, strict=True):
         header = np.full((26, panel.shape[1], 3), 255, np.uint8)
         cv2.putText(header, title, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
                     cv2.LINE_AA)
@@ -182,7 +182,7 @@ def _legend(width: int, palette, class_names: tuple[str, ...]) -> np.ndarray:
     """A white strip with one colour swatch + name per class (and the ignore colour)."""
     strip = np.full((26, width, 3), 255, np.uint8)
     entries = [(tuple(int(c) for c in colour), name)
-               for colour, name in zip(palette, class_names)] + [(_IGNORED_COLOUR, "ignored")]
+               for colour, name in zip(palette, class_names, strict=False)] + [(_IGNORED_COLOUR, "ignored")]
     left = 6
     for colour, name in entries:
         if left + 16 > width:

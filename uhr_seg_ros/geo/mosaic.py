@@ -164,7 +164,7 @@ def qgis_style(class_names: Sequence[str], palette: Sequence[Sequence[int]]) -> 
     entries = "\n".join(
         f'        <paletteEntry value="{i}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
         f'label={quoteattr(name)}/>'
-        for i, (name, (r, g, b)) in enumerate(zip(class_names, palette)))
+        for i, (name, (r, g, b)) in enumerate(zip(class_names, palette, strict=False)))
     return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
             '<qgis version="3.28" styleCategories="Symbology">\n  <pipe>\n'
             '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'

@@ -104,7 +104,7 @@ class RasterSource:
         ds = self.dataset
         stretch = ("as is" if self.ranges is None else
                    ", ".join(f"b{b} {lo:g}..{hi:g}" for b, (lo, hi) in zip(self.bands,
-                                                                           self.ranges)))
+                                                                           self.ranges, strict=False)))
         return (f"{self.path.name}: {ds.width}x{ds.height}, {ds.count} band(s) {self.dtype}, "
                 f"bands {','.join(map(str, self.bands))} ({stretch}), CRS "
                 f"{ds.crs.to_string() if ds.crs else 'none'}, nodata {self.nodata}")
@@ -193,7 +193,7 @@ class RasterSource:
     def close(self) -> None:
         self.dataset.close()
 
-    def __enter__(self) -> RasterSource:  # noqa: PYI034 (Self needs Python 3.11)
+    def __enter__(self) -> RasterSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

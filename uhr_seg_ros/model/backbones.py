@@ -63,7 +63,7 @@ class ResNetV1c(nn.Module):
         stages = []
         in_ch = s3
         for width, stride, dilation, blocks in zip(widths, self.STRIDES, self.DILATIONS,
-                                                   self.BLOCKS):
+                                                   self.BLOCKS, strict=True):
             first = BasicBlock(in_ch, width, stride, dilation, first_dilation=max(1, dilation // 2))
             rest = [BasicBlock(width, width, 1, dilation) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(first, *rest))

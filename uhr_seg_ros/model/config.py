@@ -137,7 +137,7 @@ class SGHRQConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused (a typo must not pass silently)."""
         if not isinstance(data, Mapping):
             kind = type(data).__name__
-            raise ValueError(f"model config must be a mapping, got {kind}")  # noqa: TRY004
+            raise ValueError(f"model config must be a mapping, got {kind}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

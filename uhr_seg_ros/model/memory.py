@@ -26,6 +26,9 @@ class MemoryBank(nn.Module):
       ``W = softmax(F . M^T / sqrt(dim))`` over classes, ``aux16_m = W * aux16 + aux16``.
     """
 
+    prototypes: torch.Tensor
+    initialised: torch.Tensor
+
     def __init__(self, num_classes: int, dim: int, feat_channels: int, momentum: float) -> None:
         super().__init__()
         self.momentum = momentum

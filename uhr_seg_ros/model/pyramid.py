@@ -20,6 +20,8 @@ class LaplacianInput(nn.Module):
     for a branch too shallow to find them itself.
     """
 
+    kernel: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         taps = torch.tensor(_BINOMIAL5)

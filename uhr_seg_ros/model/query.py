@@ -69,8 +69,9 @@ class HighResQuery(nn.Module):
     def __init__(self, embed_channels: int, num_classes: int, num_frequencies: int,
                  hidden: tuple[int, ...]) -> None:
         super().__init__()
-        self.encodings = nn.ModuleList(FourierOffsetEncoding(num_frequencies) for _ in range(3))
-        pe = self.encodings[0].out_channels
+        encodings = [FourierOffsetEncoding(num_frequencies) for _ in range(3)]
+        self.encodings = nn.ModuleList(encodings)
+        pe = encodings[0].out_channels
         in_ch = (embed_channels + pe) + 2 * (num_classes + pe)
         layers: list[nn.Module] = []
         for width in hidden:
@@ -84,7 +85,7 @@ class HighResQuery(nn.Module):
         """Logits ``(B, C, *query_size)`` from sources ``(B, *, h_s, w_s)`` of any size."""
         height, width = query_size
         parts = []
-        for source, encoding in zip((embedding, aux16_m, aux8), self.encodings):
+        for source, encoding in zip((embedding, aux16_m, aux8), self.encodings, strict=True):
             rows, dy = nearest_cells(height, source.shape[-2], source.device)
             cols, dx = nearest_cells(width, source.shape[-1], source.device)
             picked = source.index_select(2, rows).index_select(3, cols)

@@ -12,12 +12,15 @@ Three branches see one local patch and nothing beyond it:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .backbones import ResNetV1c, STDCShallow
 from .config import SGHRQConfig
+from .contract import SegmentationModel
 from .heads import ASPPHead
 from .memory import MemoryBank
 from .pyramid import LaplacianInput
@@ -28,22 +31,23 @@ from .train_heads import TrainingHeads
 TRAIN_HEADS_PREFIX = "train_heads."
 
 
-class SGHRQ(nn.Module):
+class SGHRQ(SegmentationModel):
     """The network. Build with :func:`build_model`; see :class:`SGHRQConfig` for the widths.
 
     ``forward`` is the inference graph (pure in eval mode: the memory bank is only read);
     ``forward_train`` also runs the training-only heads and, given labels, writes the bank.
     """
 
-    #: Patch sides must be multiples of this: downscale 4 x ResNet output stride 8.
-    size_divisor: int = 32
+    config: SGHRQConfig
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
 
     def __init__(self, config: SGHRQConfig, training_heads: bool = True) -> None:
         super().__init__()
         c = config
         self.config = c
         #: Plain-data facts stored with the weights (class names, palette, training info).
-        self.meta: dict = {}
+        self.meta: dict[str, Any] = {}
         self.register_buffer("pixel_mean", torch.tensor(c.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(c.std).view(1, 3, 1, 1), persistent=False)
         # Semantic branch.

@@ -76,7 +76,8 @@ class TrainingHeads(nn.Module):
         ``(B, 3, H/2, W/2)``, ``affinity_shallow`` and ``affinity_semantic``
         ``(B, A, H/32, W/32)``.
         """
-        shallow = F.adaptive_avg_pool2d(self.affinity_shallow(feat16), embedding.shape[-2:])
+        shallow = F.adaptive_avg_pool2d(self.affinity_shallow(feat16),
+                                        (embedding.shape[-2], embedding.shape[-1]))
         return {
             "fcn": self.fcn(layer3),
             "sr": self.sr_decoder(feat8, feat16),

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -38,7 +38,7 @@ DECODERS: dict[str, Callable[..., np.ndarray]] = {IMAGE: image_to_rgb,
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP,
                                       "sqlite3": StoragePlugin.SQLITE3}
 #: rosbag2 metadata version written: 8 is the oldest rosbags writes (read by Iron and later).
-BAG_VERSION = 8
+BAG_VERSION: Literal[8] = 8
 
 
 @dataclass
@@ -124,8 +124,8 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Segmenter, *,
             for connection, timestamp, rawdata in reader.messages(connections=inputs):
                 report.frames_read += 1
                 try:
-                    msg = typestore.deserialize_cdr(rawdata, connection.msgtype)
-                except Exception as exc:  # noqa: BLE001 - any malformed CDR: skip the frame
+                    msg: Any = typestore.deserialize_cdr(rawdata, connection.msgtype)
+                except Exception as exc:
                     _skip(report, "undecodable", connection.topic, timestamp, exc)
                     continue
                 try:

@@ -5,7 +5,8 @@ Stands in for a UAV camera in ``ros2 launch uhr_seg_ros seg.launch.py demo:=true
 aerial scenes (``source:=synthetic``), or an image file / a folder of images (``source:=PATH``).
 
 Run it alone with ``ros2 run uhr_seg_ros demo_source`` or
-``python -m uhr_seg_ros.ros.demo_source --ros-args -p source:=synthetic -r image:=/camera/image_raw``.
+``python -m uhr_seg_ros.ros.demo_source --ros-args -p source:=synthetic \
+-r image:=/camera/image_raw``.
 
 Frames are only published while someone subscribes, so ``count:=N`` means N frames offered to a
 listener, not N frames lost before discovery finished.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -54,23 +56,26 @@ def frame_loaders(source: str, synthetic_size: tuple[int, int]) -> list[FrameLoa
             raise FileNotFoundError(
                 f"the bundled sample frame {path} is missing; use source:=synthetic or "
                 "source:=/path/to/images")
-        return [lambda: read_rgb(path)]
+        return [partial(read_rgb, path)]
     if source == "synthetic":
-        from uhr_seg_ros.data.synthetic import generate_scene
-
-        return [lambda i=i: generate_scene(synthetic_size, seed=(0, i))[0]
-                for i in range(SYNTHETIC_SCENES)]
+        return [partial(_scene, synthetic_size, i) for i in range(SYNTHETIC_SCENES)]
     path = Path(source).expanduser()
     if path.is_file():
-        return [lambda: read_rgb(path)]
+        return [partial(read_rgb, path)]
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise FileNotFoundError(
                 f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-        return [lambda p=p: read_rgb(p) for p in images]
+        return [partial(read_rgb, p) for p in images]
     raise FileNotFoundError(
         f"source {source!r} is neither 'sample', 'synthetic', an image file nor a folder")
+
+
+def _scene(size: tuple[int, int], index: int) -> np.ndarray:
+    from uhr_seg_ros.data.synthetic import generate_scene
+
+    return generate_scene(size, seed=(0, index))[0]
 
 
 def rgb_to_message(rgb: np.ndarray, encoding: str, frame_id: str) -> Image:
@@ -90,13 +95,14 @@ class DemoSource(Node):
 
     def __init__(self) -> None:
         super().__init__("demo_source")
-        source = self.declare_parameter("source", "sample").value
+        source = str(self.declare_parameter("source", "sample").value)
         rate_hz = float(self.declare_parameter("rate_hz", 2.0).value)
         self._count = int(self.declare_parameter("count", 0).value)  # 0 = forever
-        self._encoding = self.declare_parameter("encoding", "rgb8").value
-        self._frame_id = self.declare_parameter("frame_id", "camera").value
-        reliability = self.declare_parameter("reliability", "best_effort").value
-        synthetic_size = tuple(self.declare_parameter("synthetic_size", [2048, 2048]).value)
+        self._encoding = str(self.declare_parameter("encoding", "rgb8").value)
+        self._frame_id = str(self.declare_parameter("frame_id", "camera").value)
+        reliability = str(self.declare_parameter("reliability", "best_effort").value)
+        synthetic_size: tuple[int, ...] = tuple(
+            self.declare_parameter("synthetic_size", [2048, 2048]).value)
         if rate_hz <= 0 or self._count < 0:
             raise ValueError(f"rate_hz must be > 0 and count >= 0, got {rate_hz} and "
                              f"{self._count}")
@@ -121,7 +127,7 @@ class DemoSource(Node):
         self._next_index = 0
         self._waiting_logged = False
         #: Done when ``count`` frames were published (never when count is 0).
-        self.finished = Future()
+        self.finished: Future = Future()
         self._timer = self.create_timer(1.0 / rate_hz, self._tick)
         self.get_logger().info(
             f"publishing {len(self._loaders)} frame(s) from {source!r} on "

@@ -161,7 +161,7 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = None, out: np.ndarray | N
     if use_cv_bridge:
         if not HAVE_CV_BRIDGE:
             raise ImportError("cv_bridge is not importable; source a ROS 2 install that has it")
-        if _cv_bridge_converts(msg, layout):
+        if _BRIDGE is not None and _cv_bridge_converts(msg, layout):
             return _BRIDGE.imgmsg_to_cv2(msg, "rgb8")
     return _numpy_to_rgb(msg, layout, rows, out)
 

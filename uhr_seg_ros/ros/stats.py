@@ -148,7 +148,7 @@ class NodeStats:
             ("fps", f"{self.fps():.2f}"),
         ]
         for stage in self._stages():
-            for q, ms in self.latency_ms(stage).items():
+            for q, ms in (self.latency_ms(stage) or {}).items():
                 values.append((f"latency_{stage}_p{q}_ms", f"{ms:.1f}"))
         for reason, count in sorted(self.rejections().items()):
             values.append((f"rejected_{reason}", str(count)))

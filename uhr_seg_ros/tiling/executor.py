@@ -252,6 +252,7 @@ class TiledExecutor:
     def _stage(self, frame: torch.Tensor) -> RowSource:
         """Put the frame where windows are cut from: device-resident, or one band at a time."""
         plan, buf = self.plan, self._buffers
+        assert plan is not None, "prepare() first"
         tile_h, channels = plan.grid.tile_height, frame.shape[2]
         if plan.frame_resident:
             if "frame" not in buf:  # CPU executor: use the frame in place (a GPU tensor: copy)
@@ -288,6 +289,7 @@ class TiledExecutor:
         """Split frame rows ``[start, stop)`` into contiguous ring slices:
         ``(ring_lo, ring_hi, frame_lo, frame_hi)``. The ring holds ``tile_height`` rows and row
         ``y`` lives at ``y % tile_height``; a span never exceeds the ring."""
+        assert self.plan is not None, "prepare() first"
         size = self.plan.grid.tile_height
         while start < stop:
             lo = start % size

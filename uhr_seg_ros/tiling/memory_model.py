@@ -161,8 +161,8 @@ def device_name(device: torch.device) -> str:
 def model_identity(model: torch.nn.Module) -> str:
     """Architecture name + a hash of its config (or of its parameter shapes when it has no
     serialisable config): the same graph always gets the same identity, weights aside."""
-    config = getattr(model, "config", None)
-    if hasattr(config, "to_dict"):
+    config = getattr(model, "config", None)  # any nn.Module may be calibrated
+    if config is not None and hasattr(config, "to_dict"):
         described = json.dumps(config.to_dict(), sort_keys=True, default=str)
     else:
         described = json.dumps([[name, list(p.shape)] for name, p in model.state_dict().items()])

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import torch
 
+from uhr_seg_ros.model.contract import SIZE_DIVISOR
+
 from .executor import buffer_bytes
 from .geometry import BLEND_MODES, DEFAULT_BLEND, TileGrid, round_up
 from .memory_model import MemoryModel
@@ -131,7 +133,7 @@ def predicted_frame_seconds(grid: TileGrid, batch: int, memory_model: MemoryMode
 
 def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryModel,
                num_classes: int, device: torch.device, input_dtype: torch.dtype,
-               held_bytes: int = 0, max_batch: int = 16, size_divisor: int = 32,
+               held_bytes: int = 0, max_batch: int = 16, size_divisor: int = SIZE_DIVISOR,
                with_confidence: bool = False, safety_margin: float = DEFAULT_SAFETY_MARGIN,
                patch_size: int | None = None, overlap: int | None = None,
                batch_size: int | None = None,
@@ -140,7 +142,7 @@ def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryM
     """The preferred plan for an ``height × width`` frame, or :class:`PlanError`.
 
     ``held_bytes`` is what the device already holds before inference (weights, TensorRT
-    engine: ``memory_report()["external_bytes"]``); ``patch_size``, ``overlap`` and
+    engine: ``Backend.external_bytes()``); ``patch_size``, ``overlap`` and
     ``batch_size`` pin those choices instead of letting the planner pick them;
     ``allowed_patches`` restricts the patch to sizes the backend can run (None: any multiple of
     ``size_divisor``); ``blend`` weights overlapping logits (``uniform`` or ``hann``).
@@ -157,7 +159,7 @@ def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryM
     # On the CPU "device" memory is host memory: the caller's frame is used in place.
     residency = (True, False) if torch.device(device).type == "cuda" else (True,)
     timed = memory_model.has_time
-    smallest_need = None
+    smallest_need: int | None = None
     best: TilePlan | None = None
     for patch, patch_overlap in _window_candidates(height, width, size_divisor, patch_size,
                                                    overlap, allowed_patches, fitted=timed):

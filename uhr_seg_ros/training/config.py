@@ -198,7 +198,7 @@ def _section(cls: type, data: Any, where: str) -> Any:
     """Build dataclass ``cls`` from a mapping, refusing unknown keys, lists -> tuples."""
     if not isinstance(data, Mapping):
         # ValueError, not TypeError: this is bad user input, which the CLI reports in one line.
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")  # noqa: TRY004
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -250,7 +250,7 @@ def load_train_config(path: str | os.PathLike, reduced: bool = False,
         raise FileNotFoundError(f"training config {path} does not exist")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path} must hold a YAML mapping of sections")  # noqa: TRY004
+        raise ValueError(f"{path} must hold a YAML mapping of sections")
     try:
         return train_config_from_dict(data, reduced, overrides)
     except (TypeError, ValueError) as exc:

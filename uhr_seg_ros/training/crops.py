@@ -38,6 +38,7 @@ class EpochCrops(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = key
         for part in self.crops.datasets:
+            assert isinstance(part, TrainingCrops)
             part.set_epoch(epoch)
         return self.crops[index]
 

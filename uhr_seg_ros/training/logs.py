@@ -48,7 +48,7 @@ class TrainingLogs:
 
     def val_row(self, iteration: int, miou: float, per_class: Sequence[float]) -> None:
         values = [iteration, miou, *per_class]
-        self._append(self.val_csv, self.val_fields, dict(zip(self.val_fields, values)))
+        self._append(self.val_csv, self.val_fields, dict(zip(self.val_fields, values, strict=True)))
         if self.tensorboard:
             self.tensorboard.add_scalar("val/miou", miou, iteration)
 

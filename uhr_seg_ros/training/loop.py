@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 
+from uhr_seg_ros.data.transforms import TrainingCrops
 from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
 from uhr_seg_ros.model import SGHRQ, save_checkpoint
 from uhr_seg_ros.training import TrainingError
@@ -216,7 +217,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
             last_loss = means[0]
             if logs is not None:
                 row = {"iteration": done, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                       "loss": means[0], **dict(zip(LOSS_TERMS, means[1:])),
+                       "loss": means[0], **dict(zip(LOSS_TERMS, means[1:], strict=True)),
                        "images_per_s": speed, "elapsed_s": now - run_start}
                 logs.train_row(row)
             if bar is not None:
@@ -250,7 +251,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
             log.info("%s already reached %d iterations; nothing to train", resume,
                      sched_cfg.iterations)
         # SyncBatchNorm keeps BatchNorm's state-dict keys: the file loads into plain SGHRQ.
-        palette = [list(colour) for colour in crops.datasets[0].dataset.palette]
+        first = crops.datasets[0]
+        assert isinstance(first, TrainingCrops)
+        palette = [list(colour) for colour in first.dataset.palette]
         meta = training_meta(cfg, ctx, last_loss, val_miou, run_start)
         meta["training_tiles"] = training_tile_ids(cfg, class_names)
         save_checkpoint(model_path, model, half=True, inference_only=True, palette=palette,
