@@ -138,9 +138,12 @@ class SegNode(LifecycleNode):
         self._busy = False  # the worker is processing a frame
         self._stopping = False
         self._worker: threading.Thread | None = None
-        self._image_sub = None
-        self._mask_pub = self._color_pub = self._stats_pub = None
-        self._stats_timer = None
+        # rclpy entities, created on configure and destroyed on cleanup (None in between).
+        self._image_sub: Any = None
+        self._mask_pub: Any = None
+        self._color_pub: Any = None
+        self._stats_pub: Any = None
+        self._stats_timer: Any = None
         self._core_log = logging.getLogger("uhr_seg_ros")
         self._log_bridge = _RosLogHandler(self.get_logger())
         self._core_log.addHandler(self._log_bridge)
@@ -326,7 +329,7 @@ class SegNode(LifecycleNode):
         while (item := self._next_frame()) is not None:
             try:
                 self._handle(*item)
-            except Exception as exc:  # noqa: BLE001 - a dead worker would stop the node silently
+            except Exception as exc:
                 if self._stopping or not self.context.ok():
                     return  # shut down mid-frame: the publishers are gone, nothing to report
                 self.get_logger().error(f"publishing stats failed: {type(exc).__name__}: {exc}",
@@ -378,7 +381,8 @@ class SegNode(LifecycleNode):
         self.stats.frame_published(timings, result.peak_memory_mb)
 
     def _segment(self, rgb: np.ndarray) -> SegmentationResult:
-        """Segment under the lock; on CUDA out-of-memory free the cache, lower the cap, retry once."""
+        """Segment under the lock; on CUDA out-of-memory free the cache, lower the cap, retry
+        once."""
         with self._segmenter_lock:
             if self._segmenter is None:  # cleaned up while this frame waited for the lock
                 raise FrameRejected(INACTIVE, "the node was cleaned up")
@@ -422,10 +426,12 @@ class SegNode(LifecycleNode):
     def _palette(self) -> tuple[tuple[int, int, int], ...]:
         flat = self.params.palette
         if flat:
-            return tuple(tuple(flat[i:i + 3]) for i in range(0, len(flat), 3))
+            return tuple((flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3))
+        assert self._segmenter is not None  # frames are rejected before this without one
         return tuple(self._segmenter.palette)
 
     def _class_names(self) -> tuple[str, ...]:
+        assert self._segmenter is not None  # only called with a model loaded
         return self.params.class_names or tuple(self._segmenter.class_names)
 
     def _status(self) -> DiagnosticStatus:
