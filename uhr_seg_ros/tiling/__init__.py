@@ -26,8 +26,24 @@ from .plan import PlanError, TilePlan
 from .planner import DEFAULT_SAFETY_MARGIN, plan_tiles
 
 __all__ = [
-    "BLEND_MODES", "DEFAULT_SAFETY_MARGIN", "MemoryModel", "blend_profile", "reflect_indices", "PlanError", "TileGrid", "TilePlan", "TiledExecutor",
-    "buffer_bytes", "buffer_specs", "calibrate", "coverage_counts", "device_name",
-    "find_memory_model", "measure_infer_peak", "model_identity", "plan_tiles", "round_up",
+    "BLEND_MODES",
+    "DEFAULT_SAFETY_MARGIN",
+    "MemoryModel",
+    "PlanError",
+    "TileGrid",
+    "TilePlan",
+    "TiledExecutor",
+    "blend_profile",
+    "buffer_bytes",
+    "buffer_specs",
+    "calibrate",
+    "coverage_counts",
+    "device_name",
+    "find_memory_model",
+    "measure_infer_peak",
+    "model_identity",
+    "plan_tiles",
+    "reflect_indices",
+    "round_up",
     "tile_starts",
 ]

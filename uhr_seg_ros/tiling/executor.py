@@ -240,6 +240,7 @@ class TiledExecutor:
     def _load_window(self, target: torch.Tensor, source: RowSource, y: int, x: int) -> None:
         """Fill one ``(3, P, P)`` slot of the batch with the window at ``(y, x)``: the frame's
         pixels, then mirror reflection along an axis shorter than the patch (never zeros)."""
+        assert self.plan is not None, "prepare() first"
         grid = self.plan.grid
         tile_h, tile_w = grid.tile_height, grid.tile_width
         target[:, :tile_h, :tile_w].copy_(source(y)[:, x:x + tile_w].permute(2, 0, 1))

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -118,7 +119,7 @@ class MemoryModel:
             model_id, backend, device, precision)
 
     @classmethod
-    def fit(cls, points: list[tuple[int, int, int]], **identity: str) -> MemoryModel:
+    def fit(cls, points: list[tuple[int, int, int]], **identity: Any) -> MemoryModel:
         """Least-squares slope over ``B·P²``, intercept raised until every point is covered."""
         if len(points) < 2:
             raise ValueError("a memory model needs at least two measured (batch, patch) points")

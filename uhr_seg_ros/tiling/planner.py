@@ -182,11 +182,12 @@ def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryM
                 if not timed:
                     return candidate  # preference order: the first that fits
                 # strictly faster only: ties keep the earlier (preferred) plan
-                if best is None or seconds < best.predicted_seconds:
+                if best is None or (seconds or 0.0) < (best.predicted_seconds or 0.0):
                     best = candidate
     if best is not None:
         log.debug("fastest plan under the cap: %s", best.describe())
         return best
+    assert smallest_need is not None  # no plan fitted, so at least one was measured
     needed_cap = smallest_need / (1.0 - safety_margin) / 2**20
     raise PlanError(
         f"no tile plan for a {width}x{height} frame fits a memory cap of "
