@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 TENSORRT_PATCH_SIZES: tuple[int, ...] = (512, 1024)
 
 
-def calibration_points(backend: Backend, patch_size: int | None,
-                       default: tuple[tuple[int, int], ...] | None = None
-                       ) -> tuple[tuple[int, int], ...]:
+def calibration_points(
+    backend: Backend, patch_size: int | None, default: tuple[tuple[int, int], ...] | None = None
+) -> tuple[tuple[int, int], ...]:
     """``(batch, patch)`` shapes to measure: ``default`` (None: the quick start-up set for the
     backend's device), except that TensorRT can only run the patch sizes it built engines for
     (batch 1 and its largest batch of each)."""
@@ -114,8 +114,10 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         elif image.ndim == 2:
             channels_last = image[:, :, None]
         else:
-            raise ValueError(f"image must be H×W or H×W×C with C in 1, 3, 4 (RGB order), got "
-                             f"shape {image.shape}; convert BGR/other layouts at the adapter")
+            raise ValueError(
+                f"image must be H×W or H×W×C with C in 1, 3, 4 (RGB order), got "
+                f"shape {image.shape}; convert BGR/other layouts at the adapter"
+            )
         if any(stride < 0 for stride in channels_last.strides):
             channels_last = np.ascontiguousarray(channels_last)
         with warnings.catch_warnings():
@@ -128,15 +130,18 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         elif image.dim() == 2:
             tensor = image[:, :, None]
         else:
-            raise ValueError(f"image tensor must be H×W or C×H×W with C in 1, 3, 4, got shape "
-                             f"{tuple(image.shape)}")
+            raise ValueError(
+                f"image tensor must be H×W or C×H×W with C in 1, 3, 4, got shape "
+                f"{tuple(image.shape)}"
+            )
     else:
         # ValueError like every other bad input, so adapters catch one exception type.
-        raise ValueError(
-            f"image must be a numpy array or a torch tensor, got {type(image)}")
+        raise ValueError(f"image must be a numpy array or a torch tensor, got {type(image)}")
     if tensor.dtype != torch.uint8:
-        raise ValueError(f"image must be uint8 (0..255), got {tensor.dtype}; convert with "
-                         "np.clip(x, 0, 255).astype(np.uint8) or rescale float images first")
+        raise ValueError(
+            f"image must be uint8 (0..255), got {tensor.dtype}; convert with "
+            "np.clip(x, 0, 255).astype(np.uint8) or rescale float images first"
+        )
     if tensor.shape[0] == 0 or tensor.shape[1] == 0:
         raise ValueError(f"image is empty: {tuple(tensor.shape[:2])} pixels")
     return tensor[..., :3]
@@ -149,31 +154,45 @@ def resolve_model(settings: SegmenterSettings) -> SegmentationModel:
 
     path = Path(settings.model_path) if settings.model_path else default_model_path()
     if not path.is_file():
-        hint = ("the bundled default model has not been trained/installed yet; train one with "
-                "`uhr-seg train` or pass a checkpoint") if not settings.model_path else \
-            "check the path"
-        raise FileNotFoundError(f"model checkpoint {path} does not exist: {hint} "
-                                "(--model PATH / model_path parameter)")
+        hint = (
+            (
+                "the bundled default model has not been trained/installed yet; train one with "
+                "`uhr-seg train` or pass a checkpoint"
+            )
+            if not settings.model_path
+            else "check the path"
+        )
+        raise FileNotFoundError(
+            f"model checkpoint {path} does not exist: {hint} (--model PATH / model_path parameter)"
+        )
     return load_checkpoint(path)
 
 
 class Segmenter:
     """Segments frames of any size under a memory cap. Build with :meth:`from_settings`."""
 
-    def __init__(self, model: SegmentationModel, backend: Backend, memory_model: MemoryModel,
-                 settings: SegmenterSettings) -> None:
+    def __init__(
+        self,
+        model: SegmentationModel,
+        backend: Backend,
+        memory_model: MemoryModel,
+        settings: SegmenterSettings,
+    ) -> None:
         self.model = model
         self.backend = backend
         self.memory_model = memory_model
         self.settings = settings
         num_classes = backend.num_classes
         self.class_names: tuple[str, ...] = tuple(
-            model.config.class_names or (f"class_{i}" for i in range(num_classes)))
+            model.config.class_names or (f"class_{i}" for i in range(num_classes))
+        )
         # The training data's colours, stored in the checkpoint by `uhr-seg train`; else defaults.
         stored = model.meta.get("palette") or ()
         self.palette: tuple[tuple[int, int, int], ...] = (
             tuple((int(r), int(g), int(b)) for r, g, b in stored)
-            if len(stored) >= num_classes else default_palette(num_classes))
+            if len(stored) >= num_classes
+            else default_palette(num_classes)
+        )
         self.executor = TiledExecutor(backend)
         self._plans: dict[tuple[int, int], TilePlan] = {}
         self._warmed: set[tuple[int, int]] = set()
@@ -182,28 +201,40 @@ class Segmenter:
         self._allowed_patches = tuple(backend.patch_sizes) if backend.patch_sizes else None
 
     @classmethod
-    def from_settings(cls, settings: SegmenterSettings, model: SegmentationModel | None = None
-                      ) -> Segmenter:
+    def from_settings(
+        cls, settings: SegmenterSettings, model: SegmentationModel | None = None
+    ) -> Segmenter:
         """Load the model (or use the in-memory ``model``), bring up the first backend of
         ``settings.backend_order`` that works here and get a measured memory model."""
         if settings.memory_cap_mb <= 0:
             raise ValueError(f"memory_cap_mb must be positive, got {settings.memory_cap_mb}")
         if model is None:
             model = resolve_model(settings)
-        patch_sizes = (TENSORRT_PATCH_SIZES if settings.patch_size is None
-                       else (settings.patch_size,))
-        backend = create_backend(model, settings.backend_order, precision=settings.precision,
-                                 max_batch=settings.max_batch, patch_sizes=patch_sizes,
-                                 engine_cache_dir=settings.engine_cache_dir)
+        patch_sizes = (
+            TENSORRT_PATCH_SIZES if settings.patch_size is None else (settings.patch_size,)
+        )
+        backend = create_backend(
+            model,
+            settings.backend_order,
+            precision=settings.precision,
+            max_batch=settings.max_batch,
+            patch_sizes=patch_sizes,
+            engine_cache_dir=settings.engine_cache_dir,
+        )
         memory_model = cls._memory_model_for(model, backend, settings)
         return cls(model, backend, memory_model, settings)
 
     @staticmethod
-    def _memory_model_for(model: SegmentationModel, backend: Backend,
-                          settings: SegmenterSettings) -> MemoryModel:
+    def _memory_model_for(
+        model: SegmentationModel, backend: Backend, settings: SegmenterSettings
+    ) -> MemoryModel:
         precision = backend.precision
-        identity = {"model_id": model_identity(model), "backend": backend.name,
-                    "device": device_name(backend.device), "precision": precision}
+        identity = {
+            "model_id": model_identity(model),
+            "backend": backend.name,
+            "device": device_name(backend.device),
+            "precision": precision,
+        }
         if settings.memory_model_path:
             stored = MemoryModel.load(settings.memory_model_path)
             if not stored.matches(**identity):
@@ -211,7 +242,8 @@ class Segmenter:
                     f"memory model {settings.memory_model_path} was measured for "
                     f"{stored.model_id} on {stored.backend}/{stored.device}/{stored.precision}, "
                     f"not {identity['model_id']} on {backend.name}/{identity['device']}/"
-                    f"{precision}; re-run `uhr-seg calibrate` for this model and device")
+                    f"{precision}; re-run `uhr-seg calibrate` for this model and device"
+                )
             return stored
         from uhr_seg_ros.paths import config_dir
 
@@ -221,11 +253,18 @@ class Segmenter:
             found = None
         if found is not None:
             return found
-        log.info("no stored memory model for %s on %s; measuring one now (a few forward "
-                 "passes; `uhr-seg calibrate` stores a fuller one)", identity["model_id"],
-                 backend.describe())
-        return calibrate(backend, identity["model_id"], precision,
-                         calibration_points(backend, settings.patch_size))
+        log.info(
+            "no stored memory model for %s on %s; measuring one now (a few forward "
+            "passes; `uhr-seg calibrate` stores a fuller one)",
+            identity["model_id"],
+            backend.describe(),
+        )
+        return calibrate(
+            backend,
+            identity["model_id"],
+            precision,
+            calibration_points(backend, settings.patch_size),
+        )
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -245,18 +284,29 @@ class Segmenter:
         fits the cap."""
         key = (int(height), int(width))
         if key not in self._plans:
-            if self.executor.plan is not None and (self.executor.plan.height,
-                                                   self.executor.plan.width) != key:
+            if (
+                self.executor.plan is not None
+                and (self.executor.plan.height, self.executor.plan.width) != key
+            ):
                 self.executor.release()  # the planner must see the memory those buffers held
             s = self.settings
             self._plans[key] = plan_tiles(
-                *key, cap_bytes=int(s.memory_cap_mb * 2**20), memory_model=self.memory_model,
-                num_classes=self.backend.num_classes, device=self.backend.device,
-                input_dtype=self.backend.input_dtype, held_bytes=self.held_bytes(),
-                max_batch=self.backend.max_batch, size_divisor=self.backend.size_divisor,
-                with_confidence=s.return_confidence, safety_margin=s.safety_margin,
-                patch_size=s.patch_size, overlap=s.overlap, batch_size=s.batch_size,
-                allowed_patches=self._allowed_patches)
+                *key,
+                cap_bytes=int(s.memory_cap_mb * 2**20),
+                memory_model=self.memory_model,
+                num_classes=self.backend.num_classes,
+                device=self.backend.device,
+                input_dtype=self.backend.input_dtype,
+                held_bytes=self.held_bytes(),
+                max_batch=self.backend.max_batch,
+                size_divisor=self.backend.size_divisor,
+                with_confidence=s.return_confidence,
+                safety_margin=s.safety_margin,
+                patch_size=s.patch_size,
+                overlap=s.overlap,
+                batch_size=s.batch_size,
+                allowed_patches=self._allowed_patches,
+            )
             log.info("tile plan %s", self._plans[key].describe())
         return self._plans[key]
 
@@ -285,12 +335,23 @@ class Segmenter:
         else:
             patch = self.backend.size_divisor
         plan = plan_tiles(
-            patch, patch, cap_bytes=2**62, memory_model=self.memory_model,
-            num_classes=self.backend.num_classes, device=self.backend.device,
-            input_dtype=self.backend.input_dtype, held_bytes=self.held_bytes(),
-            max_batch=self.backend.max_batch, size_divisor=self.backend.size_divisor,
-            with_confidence=s.return_confidence, safety_margin=s.safety_margin,
-            patch_size=patch, overlap=0, batch_size=1, allowed_patches=self._allowed_patches)
+            patch,
+            patch,
+            cap_bytes=2**62,
+            memory_model=self.memory_model,
+            num_classes=self.backend.num_classes,
+            device=self.backend.device,
+            input_dtype=self.backend.input_dtype,
+            held_bytes=self.held_bytes(),
+            max_batch=self.backend.max_batch,
+            size_divisor=self.backend.size_divisor,
+            with_confidence=s.return_confidence,
+            safety_margin=s.safety_margin,
+            patch_size=patch,
+            overlap=0,
+            batch_size=1,
+            allowed_patches=self._allowed_patches,
+        )
         return plan.predicted_peak_bytes / (1.0 - s.safety_margin) / 2**20
 
     def check_memory_cap(self, mb: float) -> None:
@@ -302,7 +363,8 @@ class Segmenter:
             raise PlanError(
                 f"a memory cap of {mb:.0f} MB is below the {minimum:.0f} MB that the smallest tile "
                 f"plan of this model on {self.backend.describe()} needs (weights, one window, "
-                f"buffers, safety margin); raise memory_cap_mb to at least {minimum:.0f}")
+                f"buffers, safety margin); raise memory_cap_mb to at least {minimum:.0f}"
+            )
 
     def set_memory_cap(self, mb: float) -> TilePlan | None:
         """Change the cap and re-plan the frame size in use (returned; None before any frame).
@@ -323,8 +385,7 @@ class Segmenter:
     def pin_tiling(self, patch: int | None, overlap: int | None, batch: int | None) -> None:
         """Fix (or, with None, free) patch, overlap and batch for every later frame size:
         the raster reader cuts a mosaic into blocks whose windows must line up with one grid."""
-        self.settings = replace(self.settings, patch_size=patch, overlap=overlap,
-                                batch_size=batch)
+        self.settings = replace(self.settings, patch_size=patch, overlap=overlap, batch_size=batch)
         self._plans = {}
 
     # -- inference ----------------------------------------------------------------------------
@@ -340,8 +401,9 @@ class Segmenter:
             torch.cuda.reset_peak_memory_stats(self.backend.device)
         mask, confidence, timings = self.executor.run(frame)
         if on_cuda:
-            peak = (torch.cuda.max_memory_allocated(self.backend.device)
-                    + self.backend.external_bytes())
+            peak = (
+                torch.cuda.max_memory_allocated(self.backend.device) + self.backend.external_bytes()
+            )
         else:  # nothing to measure per frame: the plan's accounting (weights do not change)
             peak = plan.predicted_peak_bytes
         timings["total"] = (time.perf_counter() - start) * 1e3
@@ -349,9 +411,11 @@ class Segmenter:
 
     def describe(self) -> str:
         """One line for logs: backend, cap and memory model."""
-        return (f"{self.backend.describe()}, cap {self.settings.memory_cap_mb:.0f} MB, "
-                f"memory model {self.memory_model.model_id} "
-                f"({len(self.memory_model.points)} measured points)")
+        return (
+            f"{self.backend.describe()}, cap {self.settings.memory_cap_mb:.0f} MB, "
+            f"memory model {self.memory_model.model_id} "
+            f"({len(self.memory_model.points)} measured points)"
+        )
 
     def close(self) -> None:
         """Free the executor's buffers and the backend's device resources."""

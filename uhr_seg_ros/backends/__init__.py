@@ -25,8 +25,15 @@ from .tensorrt import PRECISIONS as TENSORRT_PRECISIONS
 from .tensorrt import TensorRTBackend
 
 __all__ = [
-    "DEFAULT_ORDER", "Backend", "BackendError", "BackendOptions", "BackendUnavailable",
-    "backend_precisions", "create_backend", "register_backend", "registered_backends",
+    "DEFAULT_ORDER",
+    "Backend",
+    "BackendError",
+    "BackendOptions",
+    "BackendUnavailable",
+    "backend_precisions",
+    "create_backend",
+    "register_backend",
+    "registered_backends",
     "registered_precisions",
 ]
 
@@ -71,8 +78,9 @@ class _Registration:
 _REGISTRY: dict[str, _Registration] = {}
 
 
-def register_backend(name: str, factory: BackendFactory,
-                     precisions: Sequence[str] = ("fp16", "fp32")) -> None:
+def register_backend(
+    name: str, factory: BackendFactory, precisions: Sequence[str] = ("fp16", "fp32")
+) -> None:
     """Add a backend under ``name`` with the precisions it offers; a factory raises
     :class:`BackendUnavailable` when it cannot run on this machine."""
     if name in _REGISTRY:
@@ -105,10 +113,18 @@ def registered_precisions() -> tuple[str, ...]:
 def _cuda_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
-        raise BackendUnavailable(f"no CUDA device (torch.cuda.is_available() is False; torch "
-                                 f"{torch.__version__} is {build})")
-    return EagerBackend(model, "cuda", options.precision, options.max_batch,
-                        cuda_graphs=options.cuda_graphs, torch_compile=options.torch_compile)
+        raise BackendUnavailable(
+            f"no CUDA device (torch.cuda.is_available() is False; torch "
+            f"{torch.__version__} is {build})"
+        )
+    return EagerBackend(
+        model,
+        "cuda",
+        options.precision,
+        options.max_batch,
+        cuda_graphs=options.cuda_graphs,
+        torch_compile=options.torch_compile,
+    )
 
 
 def _cpu_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
@@ -116,8 +132,15 @@ def _cpu_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
 
 
 def _tensorrt_backend(model: SegmentationModel, options: BackendOptions) -> Backend:
-    return TensorRTBackend(model, "cuda", options.precision, options.max_batch,
-                           options.patch_sizes, options.engine_cache_dir, options.checkpoint_hash)
+    return TensorRTBackend(
+        model,
+        "cuda",
+        options.precision,
+        options.max_batch,
+        options.patch_sizes,
+        options.engine_cache_dir,
+        options.checkpoint_hash,
+    )
 
 
 register_backend("tensorrt", _tensorrt_backend, TENSORRT_PRECISIONS)
@@ -125,12 +148,18 @@ register_backend("cuda", _cuda_backend, EAGER_PRECISIONS)
 register_backend("cpu", _cpu_backend, ("fp32",))
 
 
-def create_backend(model: SegmentationModel, order: Sequence[str] = DEFAULT_ORDER, *,
-                   precision: str = "fp16", max_batch: int = 4,
-                   patch_sizes: Sequence[int] = (1024,),
-                   engine_cache_dir: str | Path | None = None,
-                   checkpoint_hash: str | None = None, cuda_graphs: bool = True,
-                   torch_compile: bool = False) -> Backend:
+def create_backend(
+    model: SegmentationModel,
+    order: Sequence[str] = DEFAULT_ORDER,
+    *,
+    precision: str = "fp16",
+    max_batch: int = 4,
+    patch_sizes: Sequence[int] = (1024,),
+    engine_cache_dir: str | Path | None = None,
+    checkpoint_hash: str | None = None,
+    cuda_graphs: bool = True,
+    torch_compile: bool = False,
+) -> Backend:
     """The first backend in ``order`` that comes up on this machine.
 
     Each skipped step logs one WARNING line ``backend 'x' skipped: <reason>``; the chosen one
@@ -146,9 +175,14 @@ def create_backend(model: SegmentationModel, order: Sequence[str] = DEFAULT_ORDE
     if precision not in registered_precisions():
         raise ValueError(f"precision must be one of {registered_precisions()}, got {precision!r}")
     options = BackendOptions(
-        precision=precision, max_batch=max_batch, patch_sizes=tuple(patch_sizes),
+        precision=precision,
+        max_batch=max_batch,
+        patch_sizes=tuple(patch_sizes),
         engine_cache_dir=Path(engine_cache_dir) if engine_cache_dir else None,
-        checkpoint_hash=checkpoint_hash, cuda_graphs=cuda_graphs, torch_compile=torch_compile)
+        checkpoint_hash=checkpoint_hash,
+        cuda_graphs=cuda_graphs,
+        torch_compile=torch_compile,
+    )
     reasons: list[str] = []
     for name in order:
         try:

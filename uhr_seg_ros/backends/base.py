@@ -60,8 +60,9 @@ class Backend(ABC):
     #: the precision the network really runs in (``"fp32"`` on the CPU whatever was asked)
     precision: str = "fp32"
 
-    def __init__(self, device: torch.device, num_classes: int, input_dtype: torch.dtype,
-                 max_batch: int = 16) -> None:
+    def __init__(
+        self, device: torch.device, num_classes: int, input_dtype: torch.dtype, max_batch: int = 16
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.device = resolve_device(device)
@@ -79,29 +80,40 @@ class Backend(ABC):
         Shape and device checks only (no synchronisation), cheap enough for the hot path.
         """
         if batch.dim() != 4 or batch.shape[1] != 3 or batch.shape[2] != batch.shape[3]:
-            raise ValueError(f"{self.name} backend expects a (B, 3, P, P) RGB batch, got shape "
-                             f"{tuple(batch.shape)}; convert HxWx3 images to 3xHxW and cut square "
-                             "patches")
+            raise ValueError(
+                f"{self.name} backend expects a (B, 3, P, P) RGB batch, got shape "
+                f"{tuple(batch.shape)}; convert HxWx3 images to 3xHxW and cut square "
+                "patches"
+            )
         batch_size, patch = batch.shape[0], batch.shape[-1]
         if patch % self.size_divisor:
-            raise ValueError(f"patch side {patch} is not a multiple of {self.size_divisor}; "
-                             "pad or choose a patch size the planner allows")
+            raise ValueError(
+                f"patch side {patch} is not a multiple of {self.size_divisor}; "
+                "pad or choose a patch size the planner allows"
+            )
         if self.patch_sizes is not None and patch not in self.patch_sizes:
-            raise ValueError(f"the {self.name} backend was built for patch sides "
-                             f"{self.patch_sizes}, got {patch}; recreate it with that size in "
-                             "patch_sizes")
+            raise ValueError(
+                f"the {self.name} backend was built for patch sides "
+                f"{self.patch_sizes}, got {patch}; recreate it with that size in "
+                "patch_sizes"
+            )
         if not 1 <= batch_size <= self.max_batch:
-            raise ValueError(f"batch of {batch_size} patches is outside 1..{self.max_batch} "
-                             f"(max_batch of the {self.name} backend); split it")
+            raise ValueError(
+                f"batch of {batch_size} patches is outside 1..{self.max_batch} "
+                f"(max_batch of the {self.name} backend); split it"
+            )
         if batch.device != self.device:
-            raise ValueError(f"batch is on {batch.device} but the {self.name} backend runs on "
-                             f"{self.device}; upload it once with .to({str(self.device)!r})")
+            raise ValueError(
+                f"batch is on {batch.device} but the {self.name} backend runs on "
+                f"{self.device}; upload it once with .to({str(self.device)!r})"
+            )
 
     def warmup(self, batch_size: int, patch_size: int, iterations: int = 2) -> None:
         """Run dummy batches so that lazy initialisation (cuDNN autotune, engine load,
         CUDA graph capture) happens at start-up, not on the first real frame."""
-        dummy = torch.zeros(batch_size, 3, patch_size, patch_size, device=self.device,
-                            dtype=self.input_dtype)
+        dummy = torch.zeros(
+            batch_size, 3, patch_size, patch_size, device=self.device, dtype=self.input_dtype
+        )
         with torch.inference_mode():
             for _ in range(iterations):
                 self.infer(dummy)

@@ -40,8 +40,12 @@ def fold_batch_norm(model: nn.Module) -> tuple[nn.Module, int]:
         names = list(module._modules)
         for first, second in itertools.pairwise(names):
             conv, norm = module._modules[first], module._modules[second]
-            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
-                    and norm.track_running_stats and norm.running_mean is not None):
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(norm, nn.BatchNorm2d)
+                and norm.track_running_stats
+                and norm.running_mean is not None
+            ):
                 module._modules[first] = fuse_conv_bn_eval(conv, norm)
                 module._modules[second] = nn.Identity()
                 count += 1
@@ -82,9 +86,16 @@ class EagerBackend(Backend):
     #: buffer in it, so the HWC frame copies straight in and the first layer converts nothing)
     memory_format = torch.channels_last
 
-    def __init__(self, model: SegmentationModel, device: str | torch.device = "cpu",
-                 precision: str = "fp32", max_batch: int = 16, cuda_graphs: bool = True,
-                 torch_compile: bool = False, fold_bn: bool = True) -> None:
+    def __init__(
+        self,
+        model: SegmentationModel,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        max_batch: int = 16,
+        cuda_graphs: bool = True,
+        torch_compile: bool = False,
+        fold_bn: bool = True,
+    ) -> None:
         device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -107,8 +118,9 @@ class EagerBackend(Backend):
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         # No autocast weight cache: inference uses each weight once per forward, and cached
         # casts freed at autocast exit would dangle inside a captured CUDA graph.
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16",
-                            cache_enabled=False):
+        with torch.autocast(
+            "cuda", dtype=torch.float16, enabled=self.precision == "fp16", cache_enabled=False
+        ):
             return self._forward(batch)
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
@@ -149,8 +161,9 @@ class EagerBackend(Backend):
             with torch.inference_mode(), torch.cuda.graph(graph, pool=self._graph_pool):
                 static_output = self._run(static_input)
         except RuntimeError as exc:
-            LOGGER.warning("CUDA graph capture failed, running eagerly instead: %s",
-                           str(exc).splitlines()[0])
+            LOGGER.warning(
+                "CUDA graph capture failed, running eagerly instead: %s", str(exc).splitlines()[0]
+            )
             self.cuda_graphs = False
             self._graphs.clear()
             return

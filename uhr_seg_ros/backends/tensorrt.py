@@ -82,8 +82,10 @@ def precision_settings(torch_tensorrt_version: str, precision: str) -> Precision
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     version = parse_version(torch_tensorrt_version)
     if version < MIN_TORCH_TENSORRT:
-        raise ValueError(f"torch-tensorrt {torch_tensorrt_version} is too old: the engine "
-                         f"export needs >= {'.'.join(map(str, MIN_TORCH_TENSORRT))}")
+        raise ValueError(
+            f"torch-tensorrt {torch_tensorrt_version} is too old: the engine "
+            f"export needs >= {'.'.join(map(str, MIN_TORCH_TENSORRT))}"
+        )
     half = precision == "fp16"
     if version < EXPLICIT_TYPING_DEFAULT:
         precisions = {torch.float32, torch.float16} if half else {torch.float32}
@@ -119,8 +121,10 @@ class EngineSpec:
 
     def file_name(self) -> str:
         """Readable and unique: ``sghrq_p1024_b4_fp16_<key16>.engine``."""
-        return (f"sghrq_p{self.patch_size}_b{self.max_batch}_{self.precision}_"
-                f"{self.cache_key()[:16]}.engine")
+        return (
+            f"sghrq_p{self.patch_size}_b{self.max_batch}_{self.precision}_"
+            f"{self.cache_key()[:16]}.engine"
+        )
 
 
 def weights_sha256(model: SegmentationModel) -> str:
@@ -146,7 +150,8 @@ def import_tensorrt() -> tuple[Any, Any]:
     except ImportError as exc:
         raise BackendUnavailable(
             f"torch-tensorrt is not installed ({exc}); install the wheel matching this torch "
-            "(pip install torch-tensorrt; on Jetson NVIDIA's JetPack wheel)") from exc
+            "(pip install torch-tensorrt; on Jetson NVIDIA's JetPack wheel)"
+        ) from exc
     except OSError as exc:  # wheel present but its CUDA/TensorRT libraries are not
         raise BackendUnavailable(f"torch-tensorrt failed to load its libraries: {exc}") from exc
     return torch_tensorrt, tensorrt
@@ -179,18 +184,23 @@ def build_engine(model: SegmentationModel, spec: EngineSpec, device: torch.devic
     def shape(batch: int) -> tuple[int, int, int, int]:
         return (batch, 3, spec.patch_size, spec.patch_size)
 
-    engine_input = torch_tensorrt.Input(min_shape=shape(spec.min_batch),
-                                        opt_shape=shape(spec.opt_batch),
-                                        max_shape=shape(spec.max_batch), dtype=torch.float32)
+    engine_input = torch_tensorrt.Input(
+        min_shape=shape(spec.min_batch),
+        opt_shape=shape(spec.opt_batch),
+        max_shape=shape(spec.max_batch),
+        dtype=torch.float32,
+    )
     serialized = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
-        program, inputs=[engine_input], device=device, **settings.compile_kwargs)
+        program, inputs=[engine_input], device=device, **settings.compile_kwargs
+    )
     del graph, program
     torch.cuda.empty_cache()
     return bytes(serialized)
 
 
-def load_or_build_engine(model: SegmentationModel, spec: EngineSpec, cache_dir: Path,
-                         device: torch.device) -> bytes:
+def load_or_build_engine(
+    model: SegmentationModel, spec: EngineSpec, cache_dir: Path, device: torch.device
+) -> bytes:
     """The cached engine for ``spec``, building and caching it on a miss.
 
     The file is written atomically (temporary file + rename) with a JSON sidecar holding the
@@ -200,8 +210,13 @@ def load_or_build_engine(model: SegmentationModel, spec: EngineSpec, cache_dir: 
     if path.is_file():
         LOGGER.info("loading cached TensorRT engine %s", path)
         return path.read_bytes()
-    LOGGER.info("building TensorRT engine for patch %d, batch 1..%d, %s (minutes on Jetson; "
-                "cached as %s)", spec.patch_size, spec.max_batch, spec.precision, path)
+    LOGGER.info(
+        "building TensorRT engine for patch %d, batch 1..%d, %s (minutes on Jetson; cached as %s)",
+        spec.patch_size,
+        spec.max_batch,
+        spec.precision,
+        path,
+    )
     serialized = build_engine(model, spec, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".partial-{os.getpid()}")
@@ -218,16 +233,19 @@ class _EngineRunner:
         runtime = tensorrt.Runtime(tensorrt.Logger(tensorrt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(serialized)
         if self.engine is None:
-            raise BackendError(f"TensorRT could not deserialise {source} (built by another "
-                               "TensorRT version or GPU?); delete it to rebuild")
+            raise BackendError(
+                f"TensorRT could not deserialise {source} (built by another "
+                "TensorRT version or GPU?); delete it to rebuild"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names
-                  if self.engine.get_tensor_mode(n) == tensorrt.TensorIOMode.INPUT]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == tensorrt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendError(f"{source} has inputs {inputs} and outputs {outputs}; expected one "
-                               "image input and one logits output")
+            raise BackendError(
+                f"{source} has inputs {inputs} and outputs {outputs}; expected one "
+                "image input and one logits output"
+            )
         self.input_name, self.output_name = inputs[0], outputs[0]
         dtypes = {tensorrt.DataType.FLOAT: torch.float32, tensorrt.DataType.HALF: torch.float16}
         self.input_dtype = dtypes[self.engine.get_tensor_dtype(self.input_name)]
@@ -235,13 +253,16 @@ class _EngineRunner:
         self.static_input: torch.Tensor | None = None
         self.static_output: torch.Tensor | None = None
 
-    def allocate(self, max_batch: int, patch_size: int, num_classes: int,
-                 device: torch.device) -> None:
+    def allocate(
+        self, max_batch: int, patch_size: int, num_classes: int, device: torch.device
+    ) -> None:
         """Allocate the I/O buffers once and bind their addresses to the context."""
-        self.static_input = torch.empty(max_batch, 3, patch_size, patch_size, device=device,
-                                        dtype=self.input_dtype)
-        self.static_output = torch.empty(max_batch, num_classes, patch_size, patch_size,
-                                         device=device, dtype=self.output_dtype)
+        self.static_input = torch.empty(
+            max_batch, 3, patch_size, patch_size, device=device, dtype=self.input_dtype
+        )
+        self.static_output = torch.empty(
+            max_batch, num_classes, patch_size, patch_size, device=device, dtype=self.output_dtype
+        )
         self.context.set_tensor_address(self.input_name, self.static_input.data_ptr())
         self.context.set_tensor_address(self.output_name, self.static_output.data_ptr())
 
@@ -268,11 +289,16 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, model: SegmentationModel, device: str | torch.device = "cuda",
-                 precision: str = "fp16", max_batch: int = 4,
-                 patch_sizes: Sequence[int] = (1024,),
-                 engine_cache_dir: str | Path | None = None,
-                 checkpoint_hash: str | None = None) -> None:
+    def __init__(
+        self,
+        model: SegmentationModel,
+        device: str | torch.device = "cuda",
+        precision: str = "fp16",
+        max_batch: int = 4,
+        patch_sizes: Sequence[int] = (1024,),
+        engine_cache_dir: str | Path | None = None,
+        checkpoint_hash: str | None = None,
+    ) -> None:
         torch_tensorrt, tensorrt = import_tensorrt()
         if not torch.cuda.is_available():
             raise BackendUnavailable("no CUDA device (torch.cuda.is_available() is False)")
@@ -292,7 +318,9 @@ class TensorRTBackend(Backend):
             "gpu_name": torch.cuda.get_device_name(device),
             "tensorrt_version": tensorrt.__version__,
             "torch_tensorrt_version": torch_tensorrt.__version__,
-            "min_batch": 1, "opt_batch": max_batch, "max_batch": max_batch,
+            "min_batch": 1,
+            "opt_batch": max_batch,
+            "max_batch": max_batch,
             "precision": precision,
         }
         serialized: dict[int, tuple[bytes, str]] = {}
@@ -310,8 +338,9 @@ class TensorRTBackend(Backend):
         torch.cuda.synchronize(device)
         free_before = torch.cuda.mem_get_info(device)[0]
         with torch.cuda.device(device):
-            self._runners = {p: _EngineRunner(tensorrt, blob, source)
-                             for p, (blob, source) in serialized.items()}
+            self._runners = {
+                p: _EngineRunner(tensorrt, blob, source) for p, (blob, source) in serialized.items()
+            }
         torch.cuda.synchronize(device)
         self._external_bytes = max(0, free_before - torch.cuda.mem_get_info(device)[0])
         for patch_size, runner in self._runners.items():
@@ -327,8 +356,10 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> str:
         patches = ",".join(str(p) for p in self.patch_sizes or ())
-        return (f"tensorrt {self.tensorrt_version} on {torch.cuda.get_device_name(self.device)} "
-                f"({self.precision}, patches {patches}, batch <= {self.max_batch})")
+        return (
+            f"tensorrt {self.tensorrt_version} on {torch.cuda.get_device_name(self.device)} "
+            f"({self.precision}, patches {patches}, batch <= {self.max_batch})"
+        )
 
     def close(self) -> None:
         # Contexts before engines: TensorRT requires that destruction order.

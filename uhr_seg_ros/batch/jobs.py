@@ -62,9 +62,13 @@ def expand_inputs(inputs: Sequence[str | Path], out_dir: Path) -> list[Path]:
     out_dir = out_dir.resolve()
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file()
-                            and p.suffix.lower() in IMAGE_SUFFIXES
-                            and out_dir not in p.resolve().parents)
+            found += sorted(
+                p
+                for p in item.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and out_dir not in p.resolve().parents
+            )
         elif item.is_file():
             found.append(item)
         else:
@@ -75,8 +79,7 @@ def expand_inputs(inputs: Sequence[str | Path], out_dir: Path) -> list[Path]:
     return unique
 
 
-def plan_jobs(files: Sequence[Path], out_dir: Path, vector_suffix: str | None = None
-              ) -> list[Job]:
+def plan_jobs(files: Sequence[Path], out_dir: Path, vector_suffix: str | None = None) -> list[Job]:
     """``out_dir/<path relative to the inputs' common folder>_mask.{tif,png}``, so inputs with
     the same name in different folders never overwrite each other."""
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
@@ -84,9 +87,13 @@ def plan_jobs(files: Sequence[Path], out_dir: Path, vector_suffix: str | None = 
     for f in files:
         stem = out_dir / f.relative_to(root).parent / f"{f.stem}_mask"
         raster = is_raster_path(f)
-        jobs.append(Job(str(f), str(stem.with_suffix(".tif" if raster else ".png")),
-                        str(stem.with_suffix(vector_suffix)) if raster and vector_suffix
-                        else None))
+        jobs.append(
+            Job(
+                str(f),
+                str(stem.with_suffix(".tif" if raster else ".png")),
+                str(stem.with_suffix(vector_suffix)) if raster and vector_suffix else None,
+            )
+        )
     return jobs
 
 
@@ -105,8 +112,10 @@ class Manifest:
                     record = Record(**{k: v for k, v in row.items() if k in names})
                     self.records[record.input] = record
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"{path} is not a manifest this version can read ({exc}); "
-                                 "move it away to start afresh") from None
+                raise ValueError(
+                    f"{path} is not a manifest this version can read ({exc}); "
+                    "move it away to start afresh"
+                ) from None
 
     def is_done(self, job: Job) -> bool:
         """Finished before, output still there, input unchanged since."""
@@ -124,10 +133,14 @@ class Manifest:
         """Both files, each replaced atomically."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         rows = [asdict(r) for r in self.records.values()]
-        summary = {status: sum(r.status == status for r in self.records.values())
-                   for status in ("ok", "error")}
-        _atomic_write(self.out_dir / MANIFEST_JSON,
-                      json.dumps({"summary": summary, "records": rows}, indent=1))
+        summary = {
+            status: sum(r.status == status for r in self.records.values())
+            for status in ("ok", "error")
+        }
+        _atomic_write(
+            self.out_dir / MANIFEST_JSON,
+            json.dumps({"summary": summary, "records": rows}, indent=1),
+        )
         tmp = self.out_dir / (MANIFEST_CSV + ".tmp")
         with tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Record)])
@@ -136,8 +149,9 @@ class Manifest:
         tmp.replace(self.out_dir / MANIFEST_CSV)
 
     def failed(self, inputs: Iterable[str]) -> list[Record]:
-        return [self.records[i] for i in inputs
-                if i in self.records and self.records[i].status != "ok"]
+        return [
+            self.records[i] for i in inputs if i in self.records and self.records[i].status != "ok"
+        ]
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -45,8 +45,11 @@ def connect(options: ClusterOptions) -> tuple[Any, bool]:
     ray = require("ray", extra="batch")
     if ray.is_initialized():
         return ray, False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": False}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     if options.address:
         ray.init(address=options.address, **kwargs)
     else:
@@ -55,9 +58,13 @@ def connect(options: ClusterOptions) -> tuple[Any, bool]:
     return ray, True
 
 
-def run_jobs(jobs: Sequence[Job], settings: SegmenterSettings,
-             raster_options: argparse.Namespace, options: ClusterOptions,
-             on_record: Callable[[Record], None]) -> None:
+def run_jobs(
+    jobs: Sequence[Job],
+    settings: SegmenterSettings,
+    raster_options: argparse.Namespace,
+    options: ClusterOptions,
+    on_record: Callable[[Record], None],
+) -> None:
     """Segment every job on the cluster; ``on_record`` gets each record as it arrives."""
     from uhr_seg_ros.batch.worker import SegmentWorker
 
@@ -69,15 +76,21 @@ def run_jobs(jobs: Sequence[Job], settings: SegmenterSettings,
             gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
         cpus = options.cpus_per_worker or max(1.0, resources.get("CPU", 1) // options.workers)
         actor_class = ray.remote(num_cpus=cpus, num_gpus=gpus)(SegmentWorker)
-        log.info("Ray cluster %s: %d worker(s), %g CPU and %g GPU each",
-                 {k: resources[k] for k in ("CPU", "GPU") if k in resources},
-                 options.workers, cpus, gpus)
+        log.info(
+            "Ray cluster %s: %d worker(s), %g CPU and %g GPU each",
+            {k: resources[k] for k in ("CPU", "GPU") if k in resources},
+            options.workers,
+            cpus,
+            gpus,
+        )
 
         def start_actors(count: int) -> list[Any]:
             """Actors with their model loaded (in parallel); a :class:`ValueError` saying why
             if they cannot start (bad checkpoint, no backend): every file would fail alike."""
-            started = [actor_class.remote(settings, raster_options, threads=int(cpus))
-                       for _ in range(count)]
+            started = [
+                actor_class.remote(settings, raster_options, threads=int(cpus))
+                for _ in range(count)
+            ]
             try:
                 for line in ray.get([actor.describe.remote() for actor in started]):
                     log.info("worker up: %s", line)
@@ -103,11 +116,16 @@ def run_jobs(jobs: Sequence[Job], settings: SegmenterSettings,
             try:
                 record = ray.get(ready[0])
             except ray.exceptions.RayActorError as exc:  # the process died (e.g. OOM-killed)
-                record = Record(job.input, job.output, "error",
-                                reason=f"worker died on this file: {_reason(exc)}")
+                record = Record(
+                    job.input,
+                    job.output,
+                    "error",
+                    reason=f"worker died on this file: {_reason(exc)}",
+                )
                 if restarts == MAX_RESTARTS:
-                    raise ValueError(f"{MAX_RESTARTS} batch workers died; last on "
-                                     f"{job.input}: {_reason(exc)}") from None
+                    raise ValueError(
+                        f"{MAX_RESTARTS} batch workers died; last on {job.input}: {_reason(exc)}"
+                    ) from None
                 restarts += 1
                 actor = start_actors(1)[0]
             except ray.exceptions.RayTaskError as exc:

@@ -25,8 +25,12 @@ class SegmentWorker:
     ``threads`` bounds torch's CPU threads so that workers sharing a machine do not fight.
     """
 
-    def __init__(self, settings: SegmenterSettings, raster_options: argparse.Namespace,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: SegmenterSettings,
+        raster_options: argparse.Namespace,
+        threads: int | None = None,
+    ) -> None:
         import torch
 
         from uhr_seg_ros.pipeline import Segmenter
@@ -44,9 +48,15 @@ class SegmentWorker:
         """Segment one file; never raises for a bad file (the reason goes in the record)."""
         start = time.perf_counter()
         stat = Path(job.input).stat() if Path(job.input).exists() else None
-        record = Record(job.input, job.output, "ok", kind="raster" if job.is_raster else "image",
-                        worker=self.name, input_bytes=stat.st_size if stat else 0,
-                        input_mtime=stat.st_mtime if stat else 0.0)
+        record = Record(
+            job.input,
+            job.output,
+            "ok",
+            kind="raster" if job.is_raster else "image",
+            worker=self.name,
+            input_bytes=stat.st_size if stat else 0,
+            input_mtime=stat.st_mtime if stat else 0.0,
+        )
         try:
             if job.is_raster:
                 self._raster(job, record)
@@ -61,10 +71,14 @@ class SegmentWorker:
     def _raster(self, job: Job, record: Record) -> None:
         from uhr_seg_ros.cli.geo_options import segment_raster_file
 
-        report = segment_raster_file(self.segmenter, Path(job.input), Path(job.output),
-                                     self.raster_options,
-                                     vector=Path(job.vector) if job.vector else None,
-                                     show_progress=False)
+        report = segment_raster_file(
+            self.segmenter,
+            Path(job.input),
+            Path(job.output),
+            self.raster_options,
+            vector=Path(job.vector) if job.vector else None,
+            show_progress=False,
+        )
         record.width, record.height, record.plan = report.width, report.height, report.plan
 
     def _image(self, job: Job, record: Record) -> None:

@@ -16,8 +16,18 @@ from uhr_seg_ros.defaults import BACKEND_ORDER
 
 # Order is the order shown in --help.
 #: Module names under ``uhr_seg_ros/cli/``; each registers its own command name.
-SUBCOMMANDS = ("segment", "batch", "calibrate", "export", "train", "eval", "demo", "replay",
-               "synthetic", "check_data")
+SUBCOMMANDS = (
+    "segment",
+    "batch",
+    "calibrate",
+    "export",
+    "train",
+    "eval",
+    "demo",
+    "replay",
+    "synthetic",
+    "check_data",
+)
 #: ``--backend`` default of every subcommand that takes one (from ``uhr_seg_ros.defaults``, which
 #: imports no torch, so building the parser stays instant).
 DEFAULT_BACKENDS = ",".join(BACKEND_ORDER)
@@ -25,9 +35,12 @@ DEFAULT_BACKENDS = ",".join(BACKEND_ORDER)
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     """``--backend a,b,c``: the fallback chain, parsed into a tuple of names."""
-    parser.add_argument("--backend", type=_backend_order, default=DEFAULT_BACKENDS,
-                        help=f"backends to try in order, comma-separated (default "
-                             f"{DEFAULT_BACKENDS})")
+    parser.add_argument(
+        "--backend",
+        type=_backend_order,
+        default=DEFAULT_BACKENDS,
+        help=f"backends to try in order, comma-separated (default {DEFAULT_BACKENDS})",
+    )
 
 
 def _backend_order(text: str) -> tuple[str, ...]:

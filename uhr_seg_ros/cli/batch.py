@@ -23,27 +23,52 @@ from uhr_seg_ros.cli.segment import add_segmenter_arguments, settings_from_args
 
 LOGGER = logging.getLogger("uhr-seg.batch")
 #: the raster flags handed to every worker
-RASTER_OPTIONS = ("bands", "rescale", "src_nodata", "block_size", "overviews", "min_area",
-                  "simplify")
+RASTER_OPTIONS = (
+    "bands",
+    "rescale",
+    "src_nodata",
+    "block_size",
+    "overviews",
+    "min_area",
+    "simplify",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "batch", help="segment many images/mosaics on Ray (resumable, with a manifest)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "batch",
+        help="segment many images/mosaics on Ray (resumable, with a manifest)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", type=Path, help="files and/or folders")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     cluster = parser.add_argument_group("Ray cluster")
-    cluster.add_argument("--workers", type=_positive_int, default=1,
-                         help="actors, each with its own model (default 1)")
-    cluster.add_argument("--address", default=None,
-                         help="join a running cluster: auto, or ray://HEAD:10001 (default: "
-                              "start a local one on this machine)")
-    cluster.add_argument("--gpus-per-worker", type=float, default=None,
-                         help="GPUs each worker reserves; 0.5 puts two on one GPU (default 1 "
-                              "when the cluster has GPUs, else 0)")
-    cluster.add_argument("--cpus-per-worker", type=float, default=None,
-                         help="CPUs each worker reserves and uses (default: CPUs / workers)")
+    cluster.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="actors, each with its own model (default 1)",
+    )
+    cluster.add_argument(
+        "--address",
+        default=None,
+        help="join a running cluster: auto, or ray://HEAD:10001 (default: "
+        "start a local one on this machine)",
+    )
+    cluster.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="GPUs each worker reserves; 0.5 puts two on one GPU (default 1 "
+        "when the cluster has GPUs, else 0)",
+    )
+    cluster.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=None,
+        help="CPUs each worker reserves and uses (default: CPUs / workers)",
+    )
     add_segmenter_arguments(parser)
     add_raster_arguments(parser, vector_format=True)
     parser.set_defaults(func=run)
@@ -72,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(files, args.out, f".{args.vector}" if args.vector else None)
     manifest = Manifest(args.out)
     todo = [job for job in jobs if not manifest.is_done(job)]
-    LOGGER.info("%d input(s): %d done before (skipped), %d to segment", len(jobs),
-                len(jobs) - len(todo), len(todo))
+    LOGGER.info(
+        "%d input(s): %d done before (skipped), %d to segment",
+        len(jobs),
+        len(jobs) - len(todo),
+        len(todo),
+    )
     if not todo:
         return 0
     require("ray", extra="batch")
@@ -82,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     raster_options = argparse.Namespace(**{k: getattr(args, k) for k in RASTER_OPTIONS})
     failed = 0
     with tqdm(total=len(todo), unit="file", desc="batch") as bar:
+
         def on_record(record: Record) -> None:
             nonlocal failed
             manifest.add(record)
@@ -91,9 +121,17 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(failed=failed)
             bar.update(1)
 
-        run_jobs(todo, settings_from_args(args), raster_options,
-                 ClusterOptions(args.address, args.workers, args.gpus_per_worker,
-                                args.cpus_per_worker), on_record)
-    LOGGER.info("%d segmented, %d failed; manifest %s", len(todo) - failed, failed,
-                args.out / "manifest.json")
+        run_jobs(
+            todo,
+            settings_from_args(args),
+            raster_options,
+            ClusterOptions(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker),
+            on_record,
+        )
+    LOGGER.info(
+        "%d segmented, %d failed; manifest %s",
+        len(todo) - failed,
+        failed,
+        args.out / "manifest.json",
+    )
     return 1 if failed else 0

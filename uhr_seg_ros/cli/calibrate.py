@@ -22,19 +22,35 @@ LOGGER = logging.getLogger("uhr-seg.calibrate")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "calibrate", help="measure peak memory per batch/patch for the tiling planner",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cuda", "tensorrt", "cpu"), default="cuda",
-                        help="backend to measure (default cuda)")
-    parser.add_argument("--model", default=None,
-                        help="checkpoint (.pt); default: the bundled model")
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                        help="GPU precision (the CPU always runs fp32; default fp16)")
-    parser.add_argument("--max-batch", type=int, default=4,
-                        help="largest batch to measure (default 4)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON to write (default "
-                             "config/memory_models/<model>_<device>_<precision>.json)")
+        "calibrate",
+        help="measure peak memory per batch/patch for the tiling planner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "tensorrt", "cpu"),
+        default="cuda",
+        help="backend to measure (default cuda)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="checkpoint (.pt); default: the bundled model"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="GPU precision (the CPU always runs fp32; default fp16)",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=4, help="largest batch to measure (default 4)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON to write (default config/memory_models/<model>_<device>_<precision>.json)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -54,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model(SegmenterSettings(model_path=args.model))
     # TensorRT: the engines a Segmenter builds, so that every point calibration_points asks
     # for has one (the backend's own default is patch 1024 only).
-    backend = create_backend(model, (args.device,), precision=args.precision,
-                             max_batch=args.max_batch, patch_sizes=TENSORRT_PATCH_SIZES)
+    backend = create_backend(
+        model,
+        (args.device,),
+        precision=args.precision,
+        max_batch=args.max_batch,
+        patch_sizes=TENSORRT_PATCH_SIZES,
+    )
     shapes = CPU_FULL_POINTS if backend.device.type == "cpu" else FULL_POINTS
     default = tuple((batch, patch) for batch, patch in shapes if batch <= args.max_batch)
     points = calibration_points(backend, None, default)
@@ -69,8 +90,17 @@ def run(args: argparse.Namespace) -> int:
         out = config_dir() / "memory_models" / f"{slug.strip('_').lower()}.json"
     fitted.save(out)
     for batch, patch, measured in fitted.points:
-        LOGGER.info("batch %d patch %4d: measured %7.1f MB, model %7.1f MB", batch, patch,
-                    measured / 2**20, fitted.predict(batch, patch) / 2**20)
-    LOGGER.info("fixed %.1f MB + %.1f bytes/pixel -> %s", fitted.fixed_bytes / 2**20,
-                fitted.bytes_per_pixel, out)
+        LOGGER.info(
+            "batch %d patch %4d: measured %7.1f MB, model %7.1f MB",
+            batch,
+            patch,
+            measured / 2**20,
+            fitted.predict(batch, patch) / 2**20,
+        )
+    LOGGER.info(
+        "fixed %.1f MB + %.1f bytes/pixel -> %s",
+        fitted.fixed_bytes / 2**20,
+        fitted.bytes_per_pixel,
+        out,
+    )
     return 0

@@ -12,8 +12,11 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "check-data", help="decode every sample of a data set and list the bad ones",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "check-data",
+        help="decode every sample of a data set and list the bad ones",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("spec", help="deepglobe:DIR, inria:DIR, folder:DIR or synthetic:N@SIZE")
     parser.add_argument("--split", default="all", choices=("train", "val", "test", "all"))
     parser.set_defaults(func=run)
@@ -27,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     problems = dataset.validate()
     for line in problems:
         print(line)
-    print(f"{len(dataset) - len(problems)} of {len(dataset)} samples ok "
-          f"({args.spec}, {args.split})")
+    print(
+        f"{len(dataset) - len(problems)} of {len(dataset)} samples ok ({args.spec}, {args.split})"
+    )
     return 1 if problems else 0

@@ -38,21 +38,38 @@ LOG_TAIL_LINES = 15
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "demo", help="run the node on a demo camera over real DDS and write colour masks",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/demo"),
-                        help="folder for the colour masks and process logs (default out/demo)")
-    parser.add_argument("--frames", type=int, default=3,
-                        help="colour masks to collect before stopping (default 3)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (.pt); default: the bundled model")
-    parser.add_argument("--source", default="sample",
-                        help="sample (bundled frame), synthetic, or an image file / folder")
+        "demo",
+        help="run the node on a demo camera over real DDS and write colour masks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/demo"),
+        help="folder for the colour masks and process logs (default out/demo)",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=3, help="colour masks to collect before stopping (default 3)"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
+    )
+    parser.add_argument(
+        "--source",
+        default="sample",
+        help="sample (bundled frame), synthetic, or an image file / folder",
+    )
     add_backend_argument(parser)
-    parser.add_argument("--rate", type=float, default=1.0,
-                        help="demo camera frame rate in Hz (default 1)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds to wait for the masks, model loading included (default 300)")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="demo camera frame rate in Hz (default 1)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the masks, model loading included (default 300)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -60,14 +77,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 class RosProcess:
     """``python -m module --ros-args ...`` as a child process, its output kept in ``log_path``."""
 
-    def __init__(self, module: str, ros_args: Sequence[str], log_path: Path,
-                 env: Mapping[str, str]) -> None:
+    def __init__(
+        self, module: str, ros_args: Sequence[str], log_path: Path, env: Mapping[str, str]
+    ) -> None:
         self.name = module.rsplit(".", 1)[-1]
         self.log_path = log_path
         self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
-        self.popen = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
-                                      stdout=self._log_file, stderr=subprocess.STDOUT,
-                                      env=dict(env))
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", module, "--ros-args", *ros_args],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+        )
 
     def running(self) -> bool:
         return self.popen.poll() is None
@@ -97,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or default_model_path()
     if not model.is_file():
         raise FileNotFoundError(
-            f"model {model} does not exist" + ("" if args.model else
-                                              " (the bundled model is not installed yet)") +
-            "; pass a checkpoint with --model")
+            f"model {model} does not exist"
+            + ("" if args.model else " (the bundled model is not installed yet)")
+            + "; pass a checkpoint with --model"
+        )
     if args.frames < 1 or args.rate <= 0 or args.timeout <= 0:
         raise ValueError("--frames, --rate and --timeout must be positive")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -109,14 +131,34 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(profile_variables(os.environ))
     node = RosProcess(
         "uhr_seg_ros.seg_node",
-        ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={IMAGE_TOPIC}", "-p", "autostart:=true",
-         "-p", f"model_path:={model.resolve()}", "-p", f"backend_order:=[{','.join(backends)}]"],
-        args.out / "seg_node.log", os.environ)
+        [
+            "-r",
+            f"__ns:={NAMESPACE}",
+            "-r",
+            f"image:={IMAGE_TOPIC}",
+            "-p",
+            "autostart:=true",
+            "-p",
+            f"model_path:={model.resolve()}",
+            "-p",
+            f"backend_order:=[{','.join(backends)}]",
+        ],
+        args.out / "seg_node.log",
+        os.environ,
+    )
     camera = RosProcess(
         "uhr_seg_ros.ros.demo_source",
-        ["-r", f"image:={IMAGE_TOPIC}", "-p", f"source:={args.source}",
-         "-p", f"rate_hz:={args.rate}"],
-        args.out / "demo_source.log", os.environ)
+        [
+            "-r",
+            f"image:={IMAGE_TOPIC}",
+            "-p",
+            f"source:={args.source}",
+            "-p",
+            f"rate_hz:={args.rate}",
+        ],
+        args.out / "demo_source.log",
+        os.environ,
+    )
     processes = (node, camera)
     try:
         failure = _collect(args, processes)
@@ -125,8 +167,13 @@ def run(args: argparse.Namespace) -> int:
     if failure:
         LOGGER.error("%s", failure)
         for process, code in zip(processes, codes, strict=True):
-            LOGGER.error("%s (exit %s), end of %s:\n%s", process.name, code, process.log_path,
-                         process.log_tail())
+            LOGGER.error(
+                "%s (exit %s), end of %s:\n%s",
+                process.name,
+                code,
+                process.log_path,
+                process.log_tail(),
+            )
         return 1
     return 0
 
@@ -158,17 +205,23 @@ def _collect(args: argparse.Namespace, processes: Sequence[RosProcess]) -> str:
             print(f"mask {len(masks)}/{args.frames}: {msg.width}×{msg.height} -> {path}")
 
     try:
-        viewer.create_subscription(Image, f"{NAMESPACE}/mask_color", on_color,
-                                   topic_qos("reliable"))
-        viewer.create_subscription(DiagnosticArray, f"{NAMESPACE}/stats", latest_stats.append,
-                                   topic_qos("reliable"))
-        print(f"waiting for {args.frames} masks (model loading and the first frame take a while "
-              f"on a CPU; at most {args.timeout:.0f} s) ...")
+        viewer.create_subscription(
+            Image, f"{NAMESPACE}/mask_color", on_color, topic_qos("reliable")
+        )
+        viewer.create_subscription(
+            DiagnosticArray, f"{NAMESPACE}/stats", latest_stats.append, topic_qos("reliable")
+        )
+        print(
+            f"waiting for {args.frames} masks (model loading and the first frame take a while "
+            f"on a CPU; at most {args.timeout:.0f} s) ..."
+        )
         deadline = time.monotonic() + args.timeout
         while len(masks) < args.frames:
             if time.monotonic() > deadline:
-                return (f"only {len(masks)} of {args.frames} masks arrived within "
-                        f"{args.timeout:.0f} s; raise --timeout on a slow machine")
+                return (
+                    f"only {len(masks)} of {args.frames} masks arrived within "
+                    f"{args.timeout:.0f} s; raise --timeout on a slow machine"
+                )
             exited = [p.name for p in processes if not p.running()]
             if exited:
                 return f"{' and '.join(exited)} exited before the masks arrived"
@@ -192,12 +245,24 @@ def format_stats(array: Any) -> str:
     for status in array.status:
         values = {kv.key: kv.value for kv in status.values}
         lines.append(f"{status.name}: {status.message}")
-        for key in ("backend", "tile_plan", "memory_cap_mb", "peak_memory_mb", "fps",
-                    "frames_received", "frames_published", "frames_dropped", "frames_rejected"):
+        for key in (
+            "backend",
+            "tile_plan",
+            "memory_cap_mb",
+            "peak_memory_mb",
+            "fps",
+            "frames_received",
+            "frames_published",
+            "frames_dropped",
+            "frames_rejected",
+        ):
             if key in values:
                 lines.append(f"  {key:<17} {values[key]}")
-        stages = [k[len("latency_"):-len("_p50_ms")] for k in values
-                  if k.startswith("latency_") and k.endswith("_p50_ms")]
+        stages = [
+            k[len("latency_") : -len("_p50_ms")]
+            for k in values
+            if k.startswith("latency_") and k.endswith("_p50_ms")
+        ]
         if stages:
             lines.append(f"  {'latency (ms)':<17} {'p50':>9} {'p95':>9} {'p99':>9}")
             for stage in stages:

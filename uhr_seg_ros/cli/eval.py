@@ -24,22 +24,47 @@ LOGGER = logging.getLogger("uhr-seg.eval")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "eval", help="per-class IoU, mIoU, peak memory and FPS of a model on a data set",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, metavar="KIND:ARG",
-                        help="deepglobe:DIR, inria:DIR, folder:DIR or synthetic:COUNT@SIZE")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (.pt); default: the bundled model")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"),
-                        help="which split to score (default val)")
-    parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
-                        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f}, the paper's 1.5 GB)")
-    parser.add_argument("--ids", nargs="+", default=None, metavar="NAME",
-                        help="score exactly these samples (any split), e.g. --ids 6399 10452")
+        "eval",
+        help="per-class IoU, mIoU, peak memory and FPS of a model on a data set",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="KIND:ARG",
+        help="deepglobe:DIR, inria:DIR, folder:DIR or synthetic:COUNT@SIZE",
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
+    )
+    parser.add_argument(
+        "--split",
+        default="val",
+        choices=("train", "val", "test", "all"),
+        help="which split to score (default val)",
+    )
+    parser.add_argument(
+        "--memory-cap-mb",
+        type=float,
+        default=MEMORY_CAP_MB,
+        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f}, the paper's 1.5 GB)",
+    )
+    parser.add_argument(
+        "--ids",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="score exactly these samples (any split), e.g. --ids 6399 10452",
+    )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
     add_backend_argument(parser)
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                        help="GPU precision (the CPU backend always runs fp32)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="GPU precision (the CPU backend always runs fp32)",
+    )
     parser.add_argument("--no-vis", action="store_true", help="skip the per-image pictures")
     parser.add_argument("--out", type=Path, required=True, help="folder for results and pictures")
     parser.set_defaults(func=run)
@@ -58,34 +83,61 @@ def run(args: argparse.Namespace) -> int:
     if args.ids:
         dataset = SubsetDataset(dataset, args.ids)
     if len(dataset) == 0:
-        raise ValueError(f"split {args.split!r} of {args.data} is empty; pick another --split "
-                         "or add split files (docs/data.md)")
+        raise ValueError(
+            f"split {args.split!r} of {args.data} is empty; pick another --split "
+            "or add split files (docs/data.md)"
+        )
     model_path = args.model or default_model_path()
     settings = SegmenterSettings(
-        model_path=str(model_path), memory_cap_mb=args.memory_cap_mb, precision=args.precision,
-        backend_order=args.backend)
+        model_path=str(model_path),
+        memory_cap_mb=args.memory_cap_mb,
+        precision=args.precision,
+        backend_order=args.backend,
+    )
     trained_on = tiles_in_training_data(model_path, args.data, dataset.names)
     if trained_on:
-        LOGGER.warning("%d of the %d evaluated samples were in this model's training data (%s); "
-                       "these scores overstate accuracy on unseen imagery", len(trained_on),
-                       len(dataset), ", ".join(trained_on[:8]) + (" ..." if len(trained_on) > 8
-                                                                   else ""))
+        LOGGER.warning(
+            "%d of the %d evaluated samples were in this model's training data (%s); "
+            "these scores overstate accuracy on unseen imagery",
+            len(trained_on),
+            len(dataset),
+            ", ".join(trained_on[:8]) + (" ..." if len(trained_on) > 8 else ""),
+        )
     segmenter = Segmenter.from_settings(settings)
-    LOGGER.info("evaluating %s (%s, %d images) with %s", args.data, args.split,
-                len(dataset) if args.limit is None else min(args.limit, len(dataset)),
-                segmenter.describe())
+    LOGGER.info(
+        "evaluating %s (%s, %d images) with %s",
+        args.data,
+        args.split,
+        len(dataset) if args.limit is None else min(args.limit, len(dataset)),
+        segmenter.describe(),
+    )
     try:
-        evaluation = evaluate(segmenter, dataset, args.out, limit=args.limit,
-                              visualize=not args.no_vis)
+        evaluation = evaluate(
+            segmenter, dataset, args.out, limit=args.limit, visualize=not args.no_vis
+        )
     finally:
         segmenter.close()
-    results = write_results(evaluation, args.out, {
-        "data": args.data, "split": args.split, "model": str(model_path),
-        "backend": segmenter.backend.describe(), "memory_cap_mb": args.memory_cap_mb,
-        "ids": args.ids, "in_training_data": trained_on})
-    LOGGER.info("mIoU %.2f %% (majority baseline %.2f %%), peak %.0f MB, %.3f FPS -> %s",
-                100 * (results["miou"] or 0.0), 100 * (results["baseline_miou"] or 0.0),
-                results["peak_memory_mb"], results["fps"], args.out / "results.md")
+    results = write_results(
+        evaluation,
+        args.out,
+        {
+            "data": args.data,
+            "split": args.split,
+            "model": str(model_path),
+            "backend": segmenter.backend.describe(),
+            "memory_cap_mb": args.memory_cap_mb,
+            "ids": args.ids,
+            "in_training_data": trained_on,
+        },
+    )
+    LOGGER.info(
+        "mIoU %.2f %% (majority baseline %.2f %%), peak %.0f MB, %.3f FPS -> %s",
+        100 * (results["miou"] or 0.0),
+        100 * (results["baseline_miou"] or 0.0),
+        results["peak_memory_mb"],
+        results["fps"],
+        args.out / "results.md",
+    )
     return 0
 
 

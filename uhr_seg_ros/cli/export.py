@@ -25,20 +25,40 @@ LOGGER = logging.getLogger("uhr-seg.export")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "export", help="export the model as a TensorRT engine or an ONNX file",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (.pt); default: the bundled model")
+        "export",
+        help="export the model as a TensorRT engine or an ONNX file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
+    )
     parser.add_argument("--format", choices=("tensorrt", "onnx"), required=True)
     parser.add_argument("--out", type=Path, required=True, help="file to write")
-    parser.add_argument("--batch", type=int, default=4,
-                        help="largest batch; the batch axis is dynamic in 1..N (default 4)")
-    parser.add_argument("--patch", type=int, default=1024,
-                        help="square patch side in pixels, a multiple of 32 (default 1024)")
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                        help="TensorRT engine precision (default fp16); ONNX is always fp32")
-    parser.add_argument("--engine-cache-dir", type=Path, default=None,
-                        help="TensorRT engine cache (default ~/.cache/uhr_seg_ros/engines)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=4,
+        help="largest batch; the batch axis is dynamic in 1..N (default 4)",
+    )
+    parser.add_argument(
+        "--patch",
+        type=int,
+        default=1024,
+        help="square patch side in pixels, a multiple of 32 (default 1024)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="TensorRT engine precision (default fp16); ONNX is always fp32",
+    )
+    parser.add_argument(
+        "--engine-cache-dir",
+        type=Path,
+        default=None,
+        help="TensorRT engine cache (default ~/.cache/uhr_seg_ros/engines)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -68,11 +88,24 @@ def _export_onnx(model: SegmentationModel, args: argparse.Namespace) -> None:
 
     path = export_onnx(model, args.out, args.patch, args.batch)
     shape = f"3x{args.patch}x{args.patch}"
-    LOGGER.info("wrote %s (%.1f MB, opset %d): input 'image' float32 (batch 1..%d, %s) RGB 0..255",
-                path, path.stat().st_size / 2**20, ONNX_OPSET, args.batch, shape)
-    LOGGER.info("TensorRT build: trtexec --onnx=%s --fp16 --minShapes=image:1x%s "
-                "--optShapes=image:%dx%s --maxShapes=image:%dx%s --saveEngine=sghrq.engine",
-                path, shape, args.batch, shape, args.batch, shape)
+    LOGGER.info(
+        "wrote %s (%.1f MB, opset %d): input 'image' float32 (batch 1..%d, %s) RGB 0..255",
+        path,
+        path.stat().st_size / 2**20,
+        ONNX_OPSET,
+        args.batch,
+        shape,
+    )
+    LOGGER.info(
+        "TensorRT build: trtexec --onnx=%s --fp16 --minShapes=image:1x%s "
+        "--optShapes=image:%dx%s --maxShapes=image:%dx%s --saveEngine=sghrq.engine",
+        path,
+        shape,
+        args.batch,
+        shape,
+        args.batch,
+        shape,
+    )
 
 
 def _export_tensorrt(model: SegmentationModel, args: argparse.Namespace) -> None:
@@ -89,19 +122,34 @@ def _export_tensorrt(model: SegmentationModel, args: argparse.Namespace) -> None
 
     torch_tensorrt, tensorrt = import_tensorrt()
     if not torch.cuda.is_available():
-        raise BackendUnavailable("no CUDA device: a TensorRT engine must be built on the GPU it "
-                                 "will run on; use --format onnx to export elsewhere")
+        raise BackendUnavailable(
+            "no CUDA device: a TensorRT engine must be built on the GPU it "
+            "will run on; use --format onnx to export elsewhere"
+        )
     device = torch.device("cuda", torch.cuda.current_device())
-    spec = EngineSpec(checkpoint_sha256=weights_sha256(model),
-                      gpu_name=torch.cuda.get_device_name(device),
-                      tensorrt_version=tensorrt.__version__,
-                      torch_tensorrt_version=torch_tensorrt.__version__,
-                      patch_size=args.patch, min_batch=1, opt_batch=args.batch,
-                      max_batch=args.batch, precision=args.precision)
-    serialized = load_or_build_engine(model, spec, args.engine_cache_dir
-                                      or default_engine_cache_dir(), device)
+    spec = EngineSpec(
+        checkpoint_sha256=weights_sha256(model),
+        gpu_name=torch.cuda.get_device_name(device),
+        tensorrt_version=tensorrt.__version__,
+        torch_tensorrt_version=torch_tensorrt.__version__,
+        patch_size=args.patch,
+        min_batch=1,
+        opt_batch=args.batch,
+        max_batch=args.batch,
+        precision=args.precision,
+    )
+    serialized = load_or_build_engine(
+        model, spec, args.engine_cache_dir or default_engine_cache_dir(), device
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(serialized)
-    LOGGER.info("wrote %s (%.1f MB): TensorRT %s on %s, patch %d, batch 1..%d, %s",
-                args.out, len(serialized) / 2**20, spec.tensorrt_version, spec.gpu_name,
-                spec.patch_size, spec.max_batch, spec.precision)
+    LOGGER.info(
+        "wrote %s (%.1f MB): TensorRT %s on %s, patch %d, batch 1..%d, %s",
+        args.out,
+        len(serialized) / 2**20,
+        spec.tensorrt_version,
+        spec.gpu_name,
+        spec.patch_size,
+        spec.max_batch,
+        spec.precision,
+    )

@@ -22,31 +22,63 @@ def add_raster_arguments(parser: argparse.ArgumentParser, vector_format: bool = 
     ``--vector`` names a format (gpkg/geojson, one file per mask: ``uhr-seg batch``) instead of
     a path."""
     group = parser.add_argument_group(
-        "GeoTIFF / orthomosaic (mask written as .tif; needs the geo extra)")
-    group.add_argument("--bands", default=None,
-                       help="1-based input bands as R,G,B (e.g. 3,2,1) or one grey band "
-                            "(default 1,2,3; a single-band raster is used as grey)")
-    group.add_argument("--rescale", default="auto",
-                       help="to 0..255: auto (uint8 as is, else percentile), none, percentile "
-                            "(2-98 %% per band), percentile:LO,HI, or a fixed MIN,MAX "
-                            "(default auto)")
-    group.add_argument("--src-nodata", type=float, default=None,
-                       help="input nodata value when the file does not declare one")
-    group.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
-                       help=f"pixels per block side read at a time; bounds host memory "
-                            f"(default {DEFAULT_BLOCK_SIZE})")
-    group.add_argument("--overviews", action="store_true",
-                       help="write a Cloud-Optimized GeoTIFF with overviews")
+        "GeoTIFF / orthomosaic (mask written as .tif; needs the geo extra)"
+    )
+    group.add_argument(
+        "--bands",
+        default=None,
+        help="1-based input bands as R,G,B (e.g. 3,2,1) or one grey band "
+        "(default 1,2,3; a single-band raster is used as grey)",
+    )
+    group.add_argument(
+        "--rescale",
+        default="auto",
+        help="to 0..255: auto (uint8 as is, else percentile), none, percentile "
+        "(2-98 %% per band), percentile:LO,HI, or a fixed MIN,MAX "
+        "(default auto)",
+    )
+    group.add_argument(
+        "--src-nodata",
+        type=float,
+        default=None,
+        help="input nodata value when the file does not declare one",
+    )
+    group.add_argument(
+        "--block-size",
+        type=int,
+        default=DEFAULT_BLOCK_SIZE,
+        help=f"pixels per block side read at a time; bounds host memory "
+        f"(default {DEFAULT_BLOCK_SIZE})",
+    )
+    group.add_argument(
+        "--overviews", action="store_true", help="write a Cloud-Optimized GeoTIFF with overviews"
+    )
     if vector_format:
-        group.add_argument("--vector", choices=("gpkg", "geojson"), default=None,
-                           help="also write per-class polygons of each raster mask, beside it")
+        group.add_argument(
+            "--vector",
+            choices=("gpkg", "geojson"),
+            default=None,
+            help="also write per-class polygons of each raster mask, beside it",
+        )
     else:
-        group.add_argument("--vector", type=Path, default=None,
-                           help="also write per-class polygons (.gpkg or .geojson)")
-    group.add_argument("--min-area", type=float, default=0.0,
-                       help="drop polygons smaller than this, in CRS units² (e.g. m²)")
-    group.add_argument("--simplify", type=float, default=0.0,
-                       help="polygon simplification tolerance in CRS units (e.g. m)")
+        group.add_argument(
+            "--vector",
+            type=Path,
+            default=None,
+            help="also write per-class polygons (.gpkg or .geojson)",
+        )
+    group.add_argument(
+        "--min-area",
+        type=float,
+        default=0.0,
+        help="drop polygons smaller than this, in CRS units² (e.g. m²)",
+    )
+    group.add_argument(
+        "--simplify",
+        type=float,
+        default=0.0,
+        help="polygon simplification tolerance in CRS units (e.g. m)",
+    )
 
 
 def check_raster_arguments(args: argparse.Namespace, raster_out: bool) -> None:
@@ -65,16 +97,22 @@ def check_raster_arguments(args: argparse.Namespace, raster_out: bool) -> None:
             raise ValueError(f"--vector {args.vector}: use a .gpkg or .geojson file name")
 
 
-def segment_raster_file(segmenter: Segmenter, image: Path, out: Path,
-                        args: argparse.Namespace, vector: Path | None = None,
-                        show_progress: bool = True) -> RasterReport:
+def segment_raster_file(
+    segmenter: Segmenter,
+    image: Path,
+    out: Path,
+    args: argparse.Namespace,
+    vector: Path | None = None,
+    show_progress: bool = True,
+) -> RasterReport:
     """``image`` (any raster GDAL reads) → mask GeoTIFF ``out`` (+ polygons at ``vector``)."""
     from uhr_seg_ros.geo.mosaic import segment_raster
     from uhr_seg_ros.geo.source import RasterSource, Rescale, parse_bands
 
     bands = parse_bands(args.bands) if args.bands else None
-    with RasterSource(image, bands=bands, rescale=Rescale.parse(args.rescale),
-                      src_nodata=args.src_nodata) as source:
+    with RasterSource(
+        image, bands=bands, rescale=Rescale.parse(args.rescale), src_nodata=args.src_nodata
+    ) as source:
         bar = None
         if show_progress:
             from tqdm import tqdm
@@ -87,8 +125,14 @@ def segment_raster_file(segmenter: Segmenter, image: Path, out: Path,
                 bar.update(done - bar.n)
 
         try:
-            report = segment_raster(segmenter, source, out, block_size=args.block_size,
-                                    overviews=args.overviews, progress=progress)
+            report = segment_raster(
+                segmenter,
+                source,
+                out,
+                block_size=args.block_size,
+                overviews=args.overviews,
+                progress=progress,
+            )
         finally:
             if bar is not None:
                 bar.close()

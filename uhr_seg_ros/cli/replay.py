@@ -23,24 +23,53 @@ LOGGER = logging.getLogger("uhr-seg.replay")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "replay", help="segment recorded image topics (rosbag2) into a bag of mono8 masks",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("in_bag", type=Path, metavar="IN.bag",
-                        help="input rosbag2: a bag directory or a .mcap/.db3 file")
-    parser.add_argument("--out", type=Path, required=True, metavar="OUT.bag",
-                        help="output bag directory (must not exist)")
-    parser.add_argument("--topic", action="append", dest="topics", metavar="T",
-                        help="image topic to segment (repeatable); default: every "
-                             "Image/CompressedImage topic")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (.pt); default: the bundled model")
-    parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
-                        help=f"device memory cap in MB (default {MEMORY_CAP_MB:.0f})")
+        "replay",
+        help="segment recorded image topics (rosbag2) into a bag of mono8 masks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "in_bag",
+        type=Path,
+        metavar="IN.bag",
+        help="input rosbag2: a bag directory or a .mcap/.db3 file",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="OUT.bag",
+        help="output bag directory (must not exist)",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        dest="topics",
+        metavar="T",
+        help="image topic to segment (repeatable); default: every Image/CompressedImage topic",
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
+    )
+    parser.add_argument(
+        "--memory-cap-mb",
+        type=float,
+        default=MEMORY_CAP_MB,
+        help=f"device memory cap in MB (default {MEMORY_CAP_MB:.0f})",
+    )
     add_backend_argument(parser)
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                        help="GPU precision (the CPU backend always runs fp32; default fp16)")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
-                        help="output storage (default: the input's)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="GPU precision (the CPU backend always runs fp32; default fp16)",
+    )
+    parser.add_argument(
+        "--storage",
+        choices=("mcap", "sqlite3"),
+        default=None,
+        help="output storage (default: the input's)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -53,25 +82,32 @@ def run(args: argparse.Namespace) -> int:
     if not args.in_bag.exists():
         raise FileNotFoundError(f"input bag {args.in_bag} does not exist")
     if args.out.exists():
-        raise ValueError(f"--out {args.out} exists; a replay never overwrites a bag: remove it "
-                         "or choose another path")
+        raise ValueError(
+            f"--out {args.out} exists; a replay never overwrites a bag: remove it "
+            "or choose another path"
+        )
     settings = SegmenterSettings(
         model_path=str(args.model) if args.model else None,
         backend_order=args.backend,
-        memory_cap_mb=args.memory_cap_mb, precision=args.precision)
+        memory_cap_mb=args.memory_cap_mb,
+        precision=args.precision,
+    )
     segmenter = Segmenter.from_settings(settings)
     LOGGER.info("segmenter: %s", segmenter.describe())
     try:
-        report = replay_bag(args.in_bag, args.out, segmenter, topics=args.topics,
-                            storage=args.storage)
+        report = replay_bag(
+            args.in_bag, args.out, segmenter, topics=args.topics, storage=args.storage
+        )
     finally:
         segmenter.close()
 
     for in_topic, out_topic in report.topics.items():
         print(f"{in_topic} -> {out_topic}")
     skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.skipped_reasons.items()))
-    print(f"{report.frames_read} frames read, {report.masks_written} masks written to "
-          f"{args.out}, {report.frames_skipped} skipped" + (f" ({skipped})" if skipped else ""))
+    print(
+        f"{report.frames_read} frames read, {report.masks_written} masks written to "
+        f"{args.out}, {report.frames_skipped} skipped" + (f" ({skipped})" if skipped else "")
+    )
     if report.masks_written:
         print(f"segmentation: {report.segment_ms / report.masks_written:.1f} ms per frame")
         return 0

@@ -33,23 +33,51 @@ DEVICE_ORDERS: dict[str, tuple[str, ...]] = {
 
 def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that map onto :class:`~uhr_seg_ros.pipeline.SegmenterSettings`."""
-    parser.add_argument("--model", default=None,
-                        help="checkpoint (.pt); default: the bundled model")
-    parser.add_argument("--device", choices=sorted(DEVICE_ORDERS), default="auto",
-                        help="auto = tensorrt, then cuda, then cpu (default auto)")
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                        help="GPU precision (the CPU always runs fp32; default fp16)")
-    parser.add_argument("--memory-cap-mb", type=float, default=MEMORY_CAP_MB,
-                        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f})")
-    parser.add_argument("--patch-size", type=int, default=None,
-                        help="pin the window side (multiple of 32); default: planner decides")
-    parser.add_argument("--overlap", type=int, default=None,
-                        help="pin the window overlap in pixels; default: 25%% of the patch")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="pin the windows per forward pass; default: planner decides")
-    parser.add_argument("--memory-model", default=None,
-                        help="memory model JSON from `uhr-seg calibrate` (default: a stored "
-                             "one for this model/device, else measured at start-up)")
+    parser.add_argument(
+        "--model", default=None, help="checkpoint (.pt); default: the bundled model"
+    )
+    parser.add_argument(
+        "--device",
+        choices=sorted(DEVICE_ORDERS),
+        default="auto",
+        help="auto = tensorrt, then cuda, then cpu (default auto)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="GPU precision (the CPU always runs fp32; default fp16)",
+    )
+    parser.add_argument(
+        "--memory-cap-mb",
+        type=float,
+        default=MEMORY_CAP_MB,
+        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f})",
+    )
+    parser.add_argument(
+        "--patch-size",
+        type=int,
+        default=None,
+        help="pin the window side (multiple of 32); default: planner decides",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="pin the window overlap in pixels; default: 25%% of the patch",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="pin the windows per forward pass; default: planner decides",
+    )
+    parser.add_argument(
+        "--memory-model",
+        default=None,
+        help="memory model JSON from `uhr-seg calibrate` (default: a stored "
+        "one for this model/device, else measured at start-up)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -57,21 +85,37 @@ def settings_from_args(args: argparse.Namespace):
     from uhr_seg_ros.pipeline import SegmenterSettings
 
     return SegmenterSettings(
-        model_path=args.model, backend_order=DEVICE_ORDERS[args.device],
-        precision=args.precision, memory_cap_mb=args.memory_cap_mb, patch_size=args.patch_size,
-        overlap=args.overlap, batch_size=args.batch_size, memory_model_path=args.memory_model)
+        model_path=args.model,
+        backend_order=DEVICE_ORDERS[args.device],
+        precision=args.precision,
+        memory_cap_mb=args.memory_cap_mb,
+        patch_size=args.patch_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        memory_model_path=args.memory_model,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "segment", help="segment one image file into a class-id PNG",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "segment",
+        help="segment one image file into a class-id PNG",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("image", type=Path, help="input image (any format OpenCV reads)")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="class-id mask: single-channel PNG, or GeoTIFF (.tif) for the "
-                             "windowed raster path")
-    parser.add_argument("--color", type=Path, default=None,
-                        help="also write the palette blended over the image (PNG/JPEG)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="class-id mask: single-channel PNG, or GeoTIFF (.tif) for the windowed raster path",
+    )
+    parser.add_argument(
+        "--color",
+        type=Path,
+        default=None,
+        help="also write the palette blended over the image (PNG/JPEG)",
+    )
     add_segmenter_arguments(parser)
     add_raster_arguments(parser)
     parser.set_defaults(func=run)
@@ -90,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     if is_raster_path(args.out):
         return run_raster(args)
     if args.out.suffix.lower() != ".png":
-        raise ValueError(f"--out {args.out} must be a .png file (a lossless class-id mask) or "
-                         "a .tif (georeferenced mask)")
+        raise ValueError(
+            f"--out {args.out} must be a .png file (a lossless class-id mask) or "
+            "a .tif (georeferenced mask)"
+        )
     check_raster_arguments(args, raster_out=False)
     image = read_rgb(args.image)
     segmenter = Segmenter.from_settings(settings_from_args(args))
@@ -106,12 +152,20 @@ def run(args: argparse.Namespace) -> int:
         overlay = colorize(result.mask, segmenter.palette, image)
         args.color.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(args.color), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
-            raise ValueError(f"OpenCV cannot write --color {args.color}; use a .png or .jpg "
-                             "name in a writable folder")
+            raise ValueError(
+                f"OpenCV cannot write --color {args.color}; use a .png or .jpg "
+                "name in a writable folder"
+            )
     timings = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
     LOGGER.info("%s", result.plan.describe())
-    LOGGER.info("wrote %s (%dx%d); ms: %s; peak %.0f MB", args.out, image.shape[1],
-                image.shape[0], timings, result.peak_memory_mb)
+    LOGGER.info(
+        "wrote %s (%dx%d); ms: %s; peak %.0f MB",
+        args.out,
+        image.shape[1],
+        image.shape[0],
+        timings,
+        result.peak_memory_mb,
+    )
     return 0
 
 
@@ -132,6 +186,13 @@ def run_raster(args: argparse.Namespace) -> int:
         report = segment_raster_file(segmenter, args.image, args.out, args, vector=args.vector)
     finally:
         segmenter.close()
-    LOGGER.info("wrote %s (%dx%d, %d blocks, %s) in %.1f s", report.output, report.width,
-                report.height, report.blocks, report.plan, report.seconds)
+    LOGGER.info(
+        "wrote %s (%dx%d, %d blocks, %s) in %.1f s",
+        report.output,
+        report.width,
+        report.height,
+        report.blocks,
+        report.plan,
+        report.seconds,
+    )
     return 0

@@ -23,18 +23,33 @@ LOGGER = logging.getLogger("uhr-seg.train")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "train", help="train the SGHRQ network from a YAML recipe",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True,
-                        help="training YAML (path, or a name in the package's config/)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default runs/<config name>)")
-    parser.add_argument("--resume", type=Path, default=None,
-                        help="continue from a last.pt training state")
-    parser.add_argument("--reduced", action="store_true",
-                        help="reduced schedule for small machines (small crops, few iterations)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override one config field (repeatable)")
+        "train",
+        help="train the SGHRQ network from a YAML recipe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", required=True, help="training YAML (path, or a name in the package's config/)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output directory (default runs/<config name>)"
+    )
+    parser.add_argument(
+        "--resume", type=Path, default=None, help="continue from a last.pt training state"
+    )
+    parser.add_argument(
+        "--reduced",
+        action="store_true",
+        help="reduced schedule for small machines (small crops, few iterations)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config field (repeatable)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log files)")
     parser.set_defaults(func=run)
     return parser
@@ -51,8 +66,10 @@ def resolve_config(name: str) -> Path:
         if candidate.is_file():
             return candidate
     available = sorted(p.name for p in config_dir().glob("train_*.yaml"))
-    raise FileNotFoundError(f"training config {name} not found (as a path or in the package "
-                            f"config/: {', '.join(available)})")
+    raise FileNotFoundError(
+        f"training config {name} not found (as a path or in the package "
+        f"config/: {', '.join(available)})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     miou = "n/a" if result.val_miou is None else f"{result.val_miou:.4f}"
-    LOGGER.info("done: %d iterations, final loss %.4f, validation mIoU %s; model %s",
-                result.iterations, result.final_loss, miou, result.model_path)
+    LOGGER.info(
+        "done: %d iterations, final loss %.4f, validation mIoU %s; model %s",
+        result.iterations,
+        result.final_loss,
+        miou,
+        result.model_path,
+    )
     return 0

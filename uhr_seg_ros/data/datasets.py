@@ -107,8 +107,9 @@ def _read_mask(path: Path) -> np.ndarray:
     if raw is None:
         raise BadSampleError(f"{path}: unreadable mask (corrupt, empty or unsupported format)")
     if raw.dtype != np.uint8:
-        raise BadSampleError(f"{path}: mask must be 8-bit, got {raw.dtype}; re-save it as an "
-                             "8-bit PNG")
+        raise BadSampleError(
+            f"{path}: mask must be 8-bit, got {raw.dtype}; re-save it as an 8-bit PNG"
+        )
     if raw.ndim == 3:
         return cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
     return raw
@@ -131,7 +132,7 @@ def hash_split(names: Sequence[str]) -> dict[str, str]:
     assignment = {name: "train" for name in ordered}
     for name in ordered[:n_held]:
         assignment[name] = "val"
-    for name in ordered[n_held:2 * n_held]:
+    for name in ordered[n_held : 2 * n_held]:
         assignment[name] = "test"
     return assignment
 
@@ -139,8 +140,13 @@ def hash_split(names: Sequence[str]) -> dict[str, str]:
 class _FileDataset(SegmentationDataset):
     """Image/mask file pairs with split selection; subclasses decode their mask format."""
 
-    def __init__(self, root: str | Path, split: str = "all", ids: Sequence[str] | None = None,
-                 max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "all",
+        ids: Sequence[str] | None = None,
+        max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data set folder {self.root} does not exist")
@@ -183,21 +189,26 @@ class _FileDataset(SegmentationDataset):
             wanted = [_id_from_line(line) for line in split_file.read_text().split()]
             selected = [by_name[i] for i in wanted if i in by_name]
             if len(selected) < len(wanted):
-                log.warning("%s lists %d ids, %d of them have no image in %s", split_file,
-                            len(wanted), len(wanted) - len(selected), self.root)
+                log.warning(
+                    "%s lists %d ids, %d of them have no image in %s",
+                    split_file,
+                    len(wanted),
+                    len(wanted) - len(selected),
+                    self.root,
+                )
             return selected
         published = {p.name: self._published_split(p.name) for p in pairs}
         if all(v is not None for v in published.values()):
             return [p for p in pairs if published[p.name] == split]
         assignment = hash_split(list(by_name))
-        log.info("%s: no %s.txt, using a stable hash split (%s)", self.root, split,
-                 "see docs/data.md")
+        log.info(
+            "%s: no %s.txt, using a stable hash split (%s)", self.root, split, "see docs/data.md"
+        )
         return [p for p in pairs if assignment[p.name] == split]
 
     @property
     def names(self) -> list[str]:
         return [pair.name for pair in self._pairs]
-
 
     def __getitem__(self, index: int) -> Sample:
         pair = self._pairs[index]
@@ -209,12 +220,14 @@ class _FileDataset(SegmentationDataset):
         if label.shape != image.shape[:2]:
             raise BadSampleError(
                 f"{pair.mask}: size {label.shape[1]}x{label.shape[0]} does not match image "
-                f"{pair.image.name} {image.shape[1]}x{image.shape[0]}")
+                f"{pair.image.name} {image.shape[1]}x{image.shape[0]}"
+            )
         if unknown > self.max_unknown_fraction:
             raise BadSampleError(
                 f"{pair.mask}: {unknown:.1%} of pixels have colours/values outside the palette "
                 f"(tolerance {self.max_unknown_fraction:.1%}); is it a lossy (JPEG) or "
-                f"wrong-palette mask?")
+                f"wrong-palette mask?"
+            )
         return Sample(image, label, pair.name)
 
 
@@ -241,8 +254,11 @@ class DeepGlobeDataset(_FileDataset):
 
     def _find_pairs(self) -> list[_Pair]:
         return [
-            _Pair(path.name[: -len("_sat.jpg")], path,
-                  path.with_name(path.name.replace("_sat.jpg", "_mask.png")))
+            _Pair(
+                path.name[: -len("_sat.jpg")],
+                path,
+                path.with_name(path.name.replace("_sat.jpg", "_mask.png")),
+            )
             for path in sorted(self.root.glob("*_sat.jpg"))
         ]
 
@@ -251,8 +267,9 @@ class DeepGlobeDataset(_FileDataset):
 
     def _decode_mask(self, raw: np.ndarray, path: Path) -> tuple[np.ndarray, float]:
         if raw.ndim != 3:
-            raise BadSampleError(f"{path}: DeepGlobe masks are RGB colour pictures, got one "
-                                 "channel")
+            raise BadSampleError(
+                f"{path}: DeepGlobe masks are RGB colour pictures, got one channel"
+            )
         return palettes.rgb_to_class(raw, self.palette, palettes.DEEPGLOBE_UNKNOWN_COLOR)
 
 
@@ -330,15 +347,19 @@ class InriaDataset(_FileDataset):
             if not match:
                 continue
             size = match["size"]
-            same_size_first = sorted(masks.get(match["tile"], []),
-                                     key=lambda m: _mask_size(m) != size)
-            pairs.append(_Pair(match["tile"], path,
-                               same_size_first[0] if same_size_first else None))
+            same_size_first = sorted(
+                masks.get(match["tile"], []), key=lambda m: _mask_size(m) != size
+            )
+            pairs.append(
+                _Pair(match["tile"], path, same_size_first[0] if same_size_first else None)
+            )
         return pairs
 
     def _layout_hint(self) -> str:
-        return ("expected images/ + gt/ tile folders, or <tile>_rgb_<size>.png + "
-                "<tile>_gt_<size>.png files (Inria Aerial)")
+        return (
+            "expected images/ + gt/ tile folders, or <tile>_rgb_<size>.png + "
+            "<tile>_gt_<size>.png files (Inria Aerial)"
+        )
 
     def _published_split(self, name: str) -> str | None:
         return inria_fctl_split(name)
@@ -365,17 +386,25 @@ class FolderDataset(_FileDataset):
     (values ``< len(classes)``, or 255 = ignore).
     """
 
-    def __init__(self, root: str | Path, split: str = "all", ids: Sequence[str] | None = None,
-                 max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION,
-                 palette_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "all",
+        ids: Sequence[str] | None = None,
+        max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION,
+        palette_file: str | Path | None = None,
+    ) -> None:
         palette_path = Path(palette_file) if palette_file else Path(root) / "palette.yaml"
         self.classes, self.palette, self.ignore_colors, self.gsd_m = _load_palette_yaml(
-            palette_path)
+            palette_path
+        )
         super().__init__(root, split, ids, max_unknown_fraction)
 
     def _find_pairs(self) -> list[_Pair]:
-        return [_Pair(path.stem, path, _first_existing(self.root / "masks", path.stem))
-                for path in _images_in(self.root / "images")]
+        return [
+            _Pair(path.stem, path, _first_existing(self.root / "masks", path.stem))
+            for path in _images_in(self.root / "images")
+        ]
 
     def _layout_hint(self) -> str:
         return "expected images/<stem>.<ext> + masks/<stem>.png + palette.yaml"
@@ -392,7 +421,8 @@ def _load_palette_yaml(path: Path):
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: a folder data set needs a palette.yaml with 'classes' and "
-            f"'colors' (see docs/data.md)")
+            f"'colors' (see docs/data.md)"
+        )
     spec = yaml.safe_load(path.read_text()) or {}
     classes = tuple(str(c) for c in spec.get("classes", ()))
     colors = tuple(tuple(int(v) for v in c) for c in spec.get("colors", ()))
@@ -400,11 +430,13 @@ def _load_palette_yaml(path: Path):
     if not classes or len(colors) != len(classes) or any(len(c) != 3 for c in colors + ignore):
         raise ValueError(
             f"{path}: needs 'classes' (names) and 'colors' (one [R, G, B] per class); got "
-            f"{len(classes)} classes and {len(colors)} colours")
+            f"{len(classes)} classes and {len(colors)} colours"
+        )
     gsd = spec.get("gsd_m")
     if gsd is not None and (not isinstance(gsd, (int, float)) or gsd <= 0):
-        raise ValueError(f"{path}: gsd_m must be a positive number of metres per pixel, got "
-                         f"{gsd!r}")
+        raise ValueError(
+            f"{path}: gsd_m must be a positive number of metres per pixel, got {gsd!r}"
+        )
     return classes, colors, ignore, None if gsd is None else float(gsd)
 
 
@@ -494,8 +526,10 @@ def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
     """
     kind, sep, arg = spec.partition(":")
     if not sep or not arg:
-        raise ValueError(f"data spec {spec!r} must be KIND:ARG, e.g. deepglobe:/data/deepglobe, "
-                         f"inria:/data/inria, folder:/data/mine or synthetic:8@2048")
+        raise ValueError(
+            f"data spec {spec!r} must be KIND:ARG, e.g. deepglobe:/data/deepglobe, "
+            f"inria:/data/inria, folder:/data/mine or synthetic:8@2048"
+        )
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     kind = kind.lower()
@@ -514,5 +548,6 @@ def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
         count, first, second = int(match[1]), int(match[2]), match[3]
         size = (first, int(second)) if second else first
         return SyntheticDataset(count, size, seed=SYNTHETIC_SPLIT_SEEDS[split])
-    raise ValueError(f"unknown data set kind {kind!r}; use deepglobe, deepglobe512, inria, folder or "
-                     "synthetic")
+    raise ValueError(
+        f"unknown data set kind {kind!r}; use deepglobe, deepglobe512, inria, folder or synthetic"
+    )

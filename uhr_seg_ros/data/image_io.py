@@ -20,11 +20,14 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"image {path} does not exist")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"cannot decode {path} (corrupt, empty or not an image); use PNG, "
-                         "JPEG or TIFF")
+        raise ValueError(
+            f"cannot decode {path} (corrupt, empty or not an image); use PNG, JPEG or TIFF"
+        )
     if image.dtype != np.uint8:
-        raise ValueError(f"{path} has {image.dtype} pixels; the model expects 8-bit RGB, "
-                         "convert it first (e.g. scale 16-bit data to 0..255)")
+        raise ValueError(
+            f"{path} has {image.dtype} pixels; the model expects 8-bit RGB, "
+            "convert it first (e.g. scale 16-bit data to 0..255)"
+        )
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB

@@ -11,11 +11,21 @@ IGNORE_INDEX = 255
 
 #: DeepGlobe Land Cover in benchmark order; "unknown" is not a class (it becomes IGNORE_INDEX).
 DEEPGLOBE_CLASSES: tuple[str, ...] = (
-    "urban", "agriculture", "rangeland", "forest", "water", "barren",
+    "urban",
+    "agriculture",
+    "rangeland",
+    "forest",
+    "water",
+    "barren",
 )
 #: The data set's own colours (RGB), index = class id.
 DEEPGLOBE_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255),
+    (0, 255, 255),
+    (255, 255, 0),
+    (255, 0, 255),
+    (0, 255, 0),
+    (0, 0, 255),
+    (255, 255, 255),
 )
 DEEPGLOBE_UNKNOWN_COLOR = (0, 0, 0)
 
@@ -34,7 +44,9 @@ def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
 
 def palette_lut(palette, ignore_color=(0, 0, 0)) -> np.ndarray:
     """A ``(256, 3)`` uint8 lookup table: class id → colour, every other id → ``ignore_color``."""
-    return _palette_lut(_as_key(palette), tuple(int(c) for c in ignore_color)).reshape(256, 3).copy()
+    return (
+        _palette_lut(_as_key(palette), tuple(int(c) for c in ignore_color)).reshape(256, 3).copy()
+    )
 
 
 def _as_key(palette) -> tuple[tuple[int, int, int], ...]:
@@ -55,8 +67,9 @@ def _palette_lut(palette: tuple[tuple[int, int, int], ...], ignore_color) -> np.
     return lut
 
 
-def colorize(mask: np.ndarray, palette, image: np.ndarray | None = None,
-             alpha: float = 0.5) -> np.ndarray:
+def colorize(
+    mask: np.ndarray, palette, image: np.ndarray | None = None, alpha: float = 0.5
+) -> np.ndarray:
     """RGB picture of a ``H×W`` uint8 class mask, optionally blended over an RGB ``image``.
 
     ``alpha`` is the weight of the mask colours in the blend (0 = image only, 1 = mask only).
@@ -73,8 +86,9 @@ def colorize(mask: np.ndarray, palette, image: np.ndarray | None = None,
         return colour
     if image.ndim != 3 or image.shape[:2] != mask.shape or image.shape[2] != 3:
         raise ValueError(f"image {image.shape} must be H×W×3 matching mask {mask.shape}")
-    return cv2.addWeighted(colour, float(alpha), np.ascontiguousarray(image, dtype=np.uint8),
-                           1.0 - float(alpha), 0.0)
+    return cv2.addWeighted(
+        colour, float(alpha), np.ascontiguousarray(image, dtype=np.uint8), 1.0 - float(alpha), 0.0
+    )
 
 
 def rgb_to_class(rgb: np.ndarray, palette, unknown_color=None) -> tuple[np.ndarray, float]:

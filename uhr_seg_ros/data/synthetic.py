@@ -39,10 +39,31 @@ _FOREST_DARK = (40, 54, 38)
 _FOREST_LIGHT = (82, 96, 62)
 _BARREN_SAND = (170, 150, 118)
 _BARREN_GREY = (138, 128, 110)
-_CROPS = np.array([(74, 98, 52), (92, 108, 60), (124, 118, 80), (148, 132, 92),
-                   (118, 98, 72), (88, 80, 62), (64, 88, 48)], np.float32)
-_ROOFS = np.array([(168, 162, 150), (196, 192, 182), (138, 92, 74), (152, 110, 88),
-                   (88, 88, 88), (120, 104, 88), (98, 110, 128), (140, 134, 124)], np.float32)
+_CROPS = np.array(
+    [
+        (74, 98, 52),
+        (92, 108, 60),
+        (124, 118, 80),
+        (148, 132, 92),
+        (118, 98, 72),
+        (88, 80, 62),
+        (64, 88, 48),
+    ],
+    np.float32,
+)
+_ROOFS = np.array(
+    [
+        (168, 162, 150),
+        (196, 192, 182),
+        (138, 92, 74),
+        (152, 110, 88),
+        (88, 88, 88),
+        (120, 104, 88),
+        (98, 110, 128),
+        (140, 134, 124),
+    ],
+    np.float32,
+)
 _ROOF_WEIGHTS = np.array([0.2, 0.12, 0.18, 0.12, 0.14, 0.12, 0.04, 0.08])
 _ASPHALT = (96, 94, 90)
 _DIRT = (150, 132, 104)
@@ -54,8 +75,9 @@ _SUN_OFFSET = np.array([1.0, 0.8])  # shadow direction (x, y) per unit of buildi
 _COARSE_STEP = 16  # pixels per cell of the land-use decision fields
 
 
-def generate_scene(size: int | tuple[int, int], seed: int | tuple[int, ...] = 0
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def generate_scene(
+    size: int | tuple[int, int], seed: int | tuple[int, ...] = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic aerial scene: ``(image H×W×3 uint8 RGB, label H×W uint8 DeepGlobe ids)``.
 
     ``size`` is ``N`` (square) or ``(H, W)``, at least 64; ``seed`` an int or tuple of ints.
@@ -84,11 +106,12 @@ def _noise(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> np.
     scale = cell
     up = cv2.resize(grid, (round(cols * scale), round(rows * scale)), interpolation=cv2.INTER_CUBIC)
     top, left = (int(rng.integers(0, max(1, round(scale)))) for _ in range(2))
-    return up[top:top + height, left:left + width]
+    return up[top : top + height, left : left + width]
 
 
-def _fbm(shape: tuple[int, int], cells: tuple[float, ...], rng: np.random.Generator,
-         falloff: float = 0.6) -> np.ndarray:
+def _fbm(
+    shape: tuple[int, int], cells: tuple[float, ...], rng: np.random.Generator, falloff: float = 0.6
+) -> np.ndarray:
     """Sum of :func:`_noise` octaves (largest first, amplitude × ``falloff`` each), std ≈ 1."""
     total = np.zeros(shape, np.float32)
     amplitude, power = 1.0, 0.0
@@ -137,20 +160,20 @@ def _lerp(a, b, t: np.ndarray) -> np.ndarray:
 class _Regions:
     """Voronoi regions: per-pixel ``index`` into per-region tables."""
 
-    index: np.ndarray      # int32 H×W region id
-    cos: np.ndarray        # float32 per region: grid orientation
+    index: np.ndarray  # int32 H×W region id
+    cos: np.ndarray  # float32 per region: grid orientation
     sin: np.ndarray
-    habit: np.ndarray      # float32 per region in [0, 1): hedges vs tracks, paved vs dirt
+    habit: np.ndarray  # float32 per region in [0, 1): hedges vs tracks, paved vs dirt
 
 
 @dataclass
 class _Cells:
     """A rotated grid of rectangular parcels: per-pixel parcel id hash and local coordinates."""
 
-    key: np.ndarray        # uint32 parcel hash
-    along: np.ndarray      # float32 position along the parcel's first axis, 0..size_u
-    across: np.ndarray     # float32 position along the second axis, 0..size_v
-    size_u: np.ndarray     # float32 parcel size per pixel
+    key: np.ndarray  # uint32 parcel hash
+    along: np.ndarray  # float32 position along the parcel's first axis, 0..size_u
+    across: np.ndarray  # float32 position along the second axis, 0..size_v
+    size_u: np.ndarray  # float32 parcel size per pixel
     size_v: np.ndarray
 
     def crop(self, window: tuple[slice, slice]) -> _Cells:
@@ -164,8 +187,10 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     height, width = mask.shape
-    return (slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, height)),
-            slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, width)))
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, height)),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, width)),
+    )
 
 
 class _Scene:
@@ -195,8 +220,11 @@ class _Scene:
 
     def _full(self, coarse: np.ndarray) -> np.ndarray:
         """A coarse field bilinearly up-sampled to the frame."""
-        up = cv2.resize(coarse, (coarse.shape[1] * _COARSE_STEP, coarse.shape[0] * _COARSE_STEP),
-                        interpolation=cv2.INTER_LINEAR)
+        up = cv2.resize(
+            coarse,
+            (coarse.shape[1] * _COARSE_STEP, coarse.shape[0] * _COARSE_STEP),
+            interpolation=cv2.INTER_LINEAR,
+        )
         return up[: self.height, : self.width]
 
     def lay_out(self) -> None:
@@ -204,8 +232,9 @@ class _Scene:
         big = max(self.height, self.width)
         macro = (1600.0, 800.0, 400.0)
         # Land-use shares vary a lot between scenes (rural, peri-urban, town, riverside).
-        urban_share = float(rng.choice([0.0, rng.uniform(0.05, 0.2), rng.uniform(0.2, 0.5)],
-                                       p=[0.15, 0.45, 0.4]))
+        urban_share = float(
+            rng.choice([0.0, rng.uniform(0.05, 0.2), rng.uniform(0.2, 0.5)], p=[0.15, 0.45, 0.4])
+        )
         farm_share = float(rng.uniform(0.15, 0.55))
         lake_share = float(rng.choice([0.0, rng.uniform(0.03, 0.15)], p=[0.5, 0.5]))
 
@@ -219,14 +248,18 @@ class _Scene:
         self._natural_cover(macro)
         self.regions = self._regions(max(600.0, big / 4))
         # Whole fields / blocks become farmland / town, decided at their centres.
-        self.field_cells, centre_x, centre_y = self._cells(self.regions, (220, 520), (70, 260),
-                                                           salt=1)
-        self.farmland = ((self._at(self.farm_field, centre_x, centre_y) > self.farm_level)
-                         & (self._at(self.lake_field, centre_x, centre_y) > self.lake_level))
-        self.block_cells, centre_x, centre_y = self._cells(self.regions, (110, 230), (70, 140),
-                                                           salt=2)
-        self.town = ((self._at(self.town_field, centre_x, centre_y) > self.town_level)
-                     & (self._at(self.lake_field, centre_x, centre_y) > self.lake_level))
+        self.field_cells, centre_x, centre_y = self._cells(
+            self.regions, (220, 520), (70, 260), salt=1
+        )
+        self.farmland = (self._at(self.farm_field, centre_x, centre_y) > self.farm_level) & (
+            self._at(self.lake_field, centre_x, centre_y) > self.lake_level
+        )
+        self.block_cells, centre_x, centre_y = self._cells(
+            self.regions, (110, 230), (70, 140), salt=2
+        )
+        self.town = (self._at(self.town_field, centre_x, centre_y) > self.town_level) & (
+            self._at(self.lake_field, centre_x, centre_y) > self.lake_level
+        )
         del centre_x, centre_y
         self.water = self._water()
         self.roads, self.tracks = self._roads()
@@ -255,18 +288,23 @@ class _Scene:
         ys = rng.integers(0, self.height, count)
         xs = rng.integers(0, self.width, count)
         seeds[ys, xs] = 0
-        _, region = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5,
-                                                    labelType=cv2.DIST_LABEL_PIXEL)
+        _, region = cv2.distanceTransformWithLabels(
+            seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
         # Regions lean towards one dominant orientation, like a cadastral grid.
         base = rng.uniform(0, np.pi / 2)
         angles = base + rng.normal(0, 0.25, count + 1) * (rng.random(count + 1) < 0.6)
         angles = np.where(rng.random(count + 1) < 0.2, rng.uniform(0, np.pi, count + 1), angles)
-        return _Regions(region, np.cos(angles).astype(np.float32),
-                        np.sin(angles).astype(np.float32), rng.random(count + 1).astype(np.float32))
+        return _Regions(
+            region,
+            np.cos(angles).astype(np.float32),
+            np.sin(angles).astype(np.float32),
+            rng.random(count + 1).astype(np.float32),
+        )
 
-    def _cells(self, regions: _Regions, size_u: tuple[float, float],
-               size_v: tuple[float, float], salt: int
-               ) -> tuple[_Cells, np.ndarray, np.ndarray]:
+    def _cells(
+        self, regions: _Regions, size_u: tuple[float, float], size_v: tuple[float, float], salt: int
+    ) -> tuple[_Cells, np.ndarray, np.ndarray]:
         """Rotated rectangular parcels whose sizes vary per region, and each pixel's parcel
         centre (x, y) in image pixels, for parcel-level decisions."""
         region = regions.index
@@ -280,8 +318,9 @@ class _Scene:
         v = -x * sin + y * cos + 1e4
         index_u = np.floor(u / cell_u)
         index_v = np.floor(v / cell_v)
-        key = _hash(region, index_u.astype(np.int32), index_v.astype(np.int32),
-                    salt=self.salt + salt)
+        key = _hash(
+            region, index_u.astype(np.int32), index_v.astype(np.int32), salt=self.salt + salt
+        )
         centre_u = (index_u + 0.5) * cell_u - 1e4
         centre_v = (index_v + 0.5) * cell_v - 1e4
         cells = _Cells(key, u - index_u * cell_u, v - index_v * cell_v, cell_u, cell_v)
@@ -297,8 +336,14 @@ class _Scene:
         if rng.random() < 0.45:
             river = np.zeros(self.shape, np.uint8)
             width = int(rng.uniform(18, 70))
-            cv2.polylines(river, [_meander(self.height, self.width, rng, wiggle=0.35)], False, 1,
-                          thickness=width, lineType=cv2.LINE_8)
+            cv2.polylines(
+                river,
+                [_meander(self.height, self.width, rng, wiggle=0.35)],
+                False,
+                1,
+                thickness=width,
+                lineType=cv2.LINE_8,
+            )
             water = water | river.astype(bool)
         return water
 
@@ -308,12 +353,24 @@ class _Scene:
         area = self.height * self.width / 2048**2
         roads = np.zeros(self.shape, np.uint8)
         for _ in range(rng.poisson(1.5 * area) + 1):
-            cv2.polylines(roads, [_meander(self.height, self.width, rng, wiggle=0.08)], False, 255,
-                          thickness=int(rng.uniform(8, 16)), lineType=cv2.LINE_AA)
+            cv2.polylines(
+                roads,
+                [_meander(self.height, self.width, rng, wiggle=0.08)],
+                False,
+                255,
+                thickness=int(rng.uniform(8, 16)),
+                lineType=cv2.LINE_AA,
+            )
         tracks = np.zeros(self.shape, np.uint8)
         for _ in range(rng.poisson(3 * area)):
-            cv2.polylines(tracks, [_meander(self.height, self.width, rng, wiggle=0.3)], False, 255,
-                          thickness=int(rng.uniform(3, 6)), lineType=cv2.LINE_AA)
+            cv2.polylines(
+                tracks,
+                [_meander(self.height, self.width, rng, wiggle=0.3)],
+                False,
+                255,
+                thickness=int(rng.uniform(3, 6)),
+                lineType=cv2.LINE_AA,
+            )
         return roads, tracks
 
     # ---------------------------------------------------------------------------- painting
@@ -324,13 +381,14 @@ class _Scene:
         # Each painter works inside the bounding box of its pixels (towns and lakes are often
         # small) and fills only its own pixels. Roads go over the land, under towns' roofs.
         painters: tuple[tuple[Callable[..., None], np.ndarray | None], ...] = (
-                   (self._paint_rangeland, self.label == RANGELAND),
-                    (self._paint_barren, self.label == BARREN),
-                    (self._paint_forest, self.label == FOREST),
-                    (self._paint_farmland, self.label == AGRICULTURE),
-                    (self._paint_roads_outside_town, None),
-                    (self._paint_town, self.label == URBAN),
-                    (self._paint_water, self.water))
+            (self._paint_rangeland, self.label == RANGELAND),
+            (self._paint_barren, self.label == BARREN),
+            (self._paint_forest, self.label == FOREST),
+            (self._paint_farmland, self.label == AGRICULTURE),
+            (self._paint_roads_outside_town, None),
+            (self._paint_town, self.label == URBAN),
+            (self._paint_water, self.water),
+        )
         for painter, mask in painters:
             if mask is None:
                 painter(image)
@@ -390,8 +448,10 @@ class _Scene:
         trees = (np.sin(cells.along * 0.55) * np.sin(cells.across * 0.55) > 0.55) & orchard
         _add_blobs(colour, trees, _FOREST_LIGHT, shadow=2)
         # Field margins: a light track or a dark hedge, 2-3 px, on every field edge.
-        edge = np.minimum(np.minimum(cells.along, cells.size_u - cells.along),
-                          np.minimum(cells.across, cells.size_v - cells.across))
+        edge = np.minimum(
+            np.minimum(cells.along, cells.size_u - cells.along),
+            np.minimum(cells.across, cells.size_v - cells.across),
+        )
         margin = edge < 1.2 + 1.5 * _unit(cells.key, 9)
         hedge = (self.regions.habit < 0.3)[self.regions.index[window]]
         colour[margin & hedge] = _FOREST_DARK
@@ -425,8 +485,12 @@ class _Scene:
         setback = 2.0 + (half_v - house_d - 2.0) * 0.4 * _unit(lot_key, 15)
         across_house = depth_v - setback - house_d / 2
         in_lot = (u >= 0) & (u < inner_u - lot_width * 0.3) & (v >= 0) & (v < inner_v)
-        house = (in_lot & (np.abs(local_u) < house_w / 2) & (np.abs(across_house) < house_d / 2)
-                 & (_unit(lot_key, 16) < 0.85))
+        house = (
+            in_lot
+            & (np.abs(local_u) < house_w / 2)
+            & (np.abs(across_house) < house_d / 2)
+            & (_unit(lot_key, 16) < 0.85)
+        )
         # Gable roofs: the two slopes catch the sun differently; ridge along the longer side.
         sunny_slope = np.where(house_w > house_d, across_house > 0, local_u > 0)
         height = 3.0 + 5.0 * _unit(lot_key, 19)
@@ -448,8 +512,10 @@ class _Scene:
         roof = _ROOFS[roof_index] * (0.92 + 0.16 * _unit(lots, 18))[:, None]
         roof *= np.where(sunny_slope[building], 1.06, 0.86)[:, None]
         flat_roof = industrial[building]
-        roof[flat_roof] = np.asarray(_CONCRETE, np.float32) * (
-            0.85 + 0.2 * _unit(key[building][flat_roof], 21))[:, None]
+        roof[flat_roof] = (
+            np.asarray(_CONCRETE, np.float32)
+            * (0.85 + 0.2 * _unit(key[building][flat_roof], 21))[:, None]
+        )
         colour[building] = roof
         image[mask] = colour[mask]
 

@@ -35,15 +35,24 @@ class TrainingCrops(Dataset):
     out bad is skipped with a warning naming its file and never drawn again.
     """
 
-    def __init__(self, dataset: SegmentationDataset, crop_size: int, samples_per_epoch: int,
-                 seed: int = 0, scale_range: tuple[float, float] = (0.75, 1.25),
-                 cache_mb: float = 2048.0, gsd_ratio: float = 1.0,
-                 color_jitter: float = 0.0) -> None:
+    def __init__(
+        self,
+        dataset: SegmentationDataset,
+        crop_size: int,
+        samples_per_epoch: int,
+        seed: int = 0,
+        scale_range: tuple[float, float] = (0.75, 1.25),
+        cache_mb: float = 2048.0,
+        gsd_ratio: float = 1.0,
+        color_jitter: float = 0.0,
+    ) -> None:
         if len(dataset) == 0:
             raise ValueError("cannot crop from an empty data set (check the path and split)")
         if crop_size < 1 or samples_per_epoch < 1:
-            raise ValueError(f"crop_size and samples_per_epoch must be >= 1, got {crop_size}, "
-                             f"{samples_per_epoch}")
+            raise ValueError(
+                f"crop_size and samples_per_epoch must be >= 1, got {crop_size}, "
+                f"{samples_per_epoch}"
+            )
         if not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
         self.dataset = dataset
@@ -52,8 +61,9 @@ class TrainingCrops(Dataset):
         self.seed = seed
         self.scale_range = scale_range
         if gsd_ratio <= 0 or not 0 <= color_jitter < 1:
-            raise ValueError(f"need gsd_ratio > 0 and 0 <= color_jitter < 1, got {gsd_ratio}, "
-                             f"{color_jitter}")
+            raise ValueError(
+                f"need gsd_ratio > 0 and 0 <= color_jitter < 1, got {gsd_ratio}, {color_jitter}"
+            )
         self.gsd_ratio = gsd_ratio
         self.color_jitter = color_jitter
         self.epoch = 0
@@ -77,15 +87,19 @@ class TrainingCrops(Dataset):
         image, label = _dihedral(image, flip), _dihedral(label, flip)
         if self.color_jitter > 0:
             image = photometric_jitter(image, self.color_jitter, rng)
-        return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float(),
-                torch.from_numpy(np.ascontiguousarray(label)).long())
+        return (
+            torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float(),
+            torch.from_numpy(np.ascontiguousarray(label)).long(),
+        )
 
     def _draw_sample(self, rng: np.random.Generator) -> Sample:
         while True:
             good = [i for i in range(len(self.dataset)) if i not in self._bad]
             if not good:
-                raise RuntimeError("every sample of the data set is bad; run validate() on it "
-                                   "and fix the files it names")
+                raise RuntimeError(
+                    "every sample of the data set is bad; run validate() on it "
+                    "and fix the files it names"
+                )
             index = good[rng.integers(len(good))]
             try:
                 return self._load(index)
@@ -117,16 +131,23 @@ class TrainingCrops(Dataset):
         left = _window_start(width, side, rng)
         image = np.zeros((side, side, 3), np.uint8)
         label = np.full((side, side), IGNORE_INDEX, np.uint8)
-        src_y, src_x = slice(max(top, 0), min(top + side, height)), slice(max(left, 0),
-                                                                           min(left + side, width))
+        src_y, src_x = (
+            slice(max(top, 0), min(top + side, height)),
+            slice(max(left, 0), min(left + side, width)),
+        )
         dst_y = slice(src_y.start - top, src_y.stop - top)
         dst_x = slice(src_x.start - left, src_x.stop - left)
         image[dst_y, dst_x] = sample.image[src_y, src_x]
         label[dst_y, dst_x] = sample.label[src_y, src_x]
         if side != crop:
             shrink = side > crop
-            image = np.asarray(cv2.resize(
-                image, (crop, crop), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
+            image = np.asarray(
+                cv2.resize(
+                    image,
+                    (crop, crop),
+                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+                )
+            )
             label = np.asarray(cv2.resize(label, (crop, crop), interpolation=cv2.INTER_NEAREST))
         return image, label
 

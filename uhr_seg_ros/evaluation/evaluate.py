@@ -72,14 +72,20 @@ class Evaluation:
             "pixel_accuracy": _number(self.confusion.pixel_accuracy()),
             "baseline_miou": _number(baseline.miou()),
             "baseline_pixel_accuracy": _number(baseline.pixel_accuracy()),
-            "baseline_class": (self.class_names[int(np.argmax(frequencies))]
-                               if self.confusion.matrix.any() else None),
-            "truth_share": {n: _number(v) for n, v in zip(self.class_names, frequencies, strict=True)},
+            "baseline_class": (
+                self.class_names[int(np.argmax(frequencies))]
+                if self.confusion.matrix.any()
+                else None
+            ),
+            "truth_share": {
+                n: _number(v) for n, v in zip(self.class_names, frequencies, strict=True)
+            },
             "peak_memory_mb": max((i.peak_memory_mb for i in self.images), default=None),
             "fps": len(self.images) / seconds if seconds else None,
             "seconds_per_image": seconds / len(self.images) if self.images else None,
-            "megapixels_per_second": (sum(i.height * i.width for i in self.images) / 1e6 / seconds
-                                      if seconds else None),
+            "megapixels_per_second": (
+                sum(i.height * i.width for i in self.images) / 1e6 / seconds if seconds else None
+            ),
             "plans": self.plans,
             "skipped": self.skipped,
             "confusion_matrix": self.confusion.matrix.tolist(),
@@ -95,9 +101,15 @@ def _number(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, out_dir: Path | None = None, *,
-             limit: int | None = None, visualize: bool = True, progress: bool = True
-             ) -> Evaluation:
+def evaluate(
+    segmenter: Segmenter,
+    dataset: SegmentationDataset,
+    out_dir: Path | None = None,
+    *,
+    limit: int | None = None,
+    visualize: bool = True,
+    progress: bool = True,
+) -> Evaluation:
     """Segment every sample of ``dataset`` with ``segmenter``.
 
     Timing and memory are per frame after planning and warm-up for its size (the node's
@@ -111,7 +123,8 @@ def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, out_dir: Path |
         raise ValueError(
             f"the model predicts {num_classes} classes but the data set has "
             f"{dataset.num_classes} ({', '.join(dataset.classes)}); evaluate a model trained "
-            "for this data set")
+            "for this data set"
+        )
     evaluation = Evaluation(tuple(dataset.classes), ConfusionMatrix(num_classes))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if out_dir is not None and visualize:
@@ -133,23 +146,40 @@ def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, out_dir: Path |
         image_matrix = ConfusionMatrix(num_classes)
         image_matrix.update(result.mask, sample.label)
         evaluation.confusion.matrix += image_matrix.matrix
-        evaluation.images.append(ImageScore(
-            sample.name, height, width, image_matrix.miou(), image_matrix.pixel_accuracy(),
-            seconds, float(result.peak_memory_mb)))
+        evaluation.images.append(
+            ImageScore(
+                sample.name,
+                height,
+                width,
+                image_matrix.miou(),
+                image_matrix.pixel_accuracy(),
+                seconds,
+                float(result.peak_memory_mb),
+            )
+        )
         if out_dir is not None and visualize:
-            picture = comparison_picture(sample.image, sample.label, result.mask,
-                                         dataset.palette, tuple(dataset.classes))
+            picture = comparison_picture(
+                sample.image, sample.label, result.mask, dataset.palette, tuple(dataset.classes)
+            )
             path = out_dir / "vis" / f"{Path(sample.name).name}.jpg"
-            cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 88])
+            cv2.imwrite(
+                str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88]
+            )
     if not evaluation.images:
-        raise ValueError("no sample could be evaluated (all bad or empty split); see the "
-                         "warnings above or run the data set's validate()")
+        raise ValueError(
+            "no sample could be evaluated (all bad or empty split); see the "
+            "warnings above or run the data set's validate()"
+        )
     return evaluation
 
 
-def comparison_picture(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
-                       palette, class_names: tuple[str, ...] = ()) -> np.ndarray:
+def comparison_picture(
+    image: np.ndarray,
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    palette,
+    class_names: tuple[str, ...] = (),
+) -> np.ndarray:
     """``image | truth | prediction | errors`` side by side (uint8 RGB), titled, with a legend.
 
     Errors: wrong pixels red over the dimmed image, ignored truth dark blue (as in the truth
@@ -170,8 +200,9 @@ def comparison_picture(image: np.ndarray, truth: np.ndarray, prediction: np.ndar
     titled = []
     for panel, title in zip(panels, titles, strict=True):
         header = np.full((26, panel.shape[1], 3), 255, np.uint8)
-        cv2.putText(header, title, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            header, title, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA
+        )
         titled.append(np.concatenate([header, panel], axis=0))
     gap = np.full((titled[0].shape[0], 6, 3), 255, np.uint8)
     row = np.concatenate([titled[0], gap, titled[1], gap, titled[2], gap, titled[3]], axis=1)
@@ -181,16 +212,19 @@ def comparison_picture(image: np.ndarray, truth: np.ndarray, prediction: np.ndar
 def _legend(width: int, palette, class_names: tuple[str, ...]) -> np.ndarray:
     """A white strip with one colour swatch + name per class (and the ignore colour)."""
     strip = np.full((26, width, 3), 255, np.uint8)
-    entries = [(tuple(int(c) for c in colour), name)
-               for colour, name in zip(palette, class_names, strict=False)] + [(_IGNORED_COLOUR, "ignored")]
+    entries = [
+        (tuple(int(c) for c in colour), name)
+        for colour, name in zip(palette, class_names, strict=False)
+    ] + [(_IGNORED_COLOUR, "ignored")]
     left = 6
     for colour, name in entries:
         if left + 16 > width:
             break
         cv2.rectangle(strip, (left, 6), (left + 14, 20), colour, -1)
         cv2.rectangle(strip, (left, 6), (left + 14, 20), (0, 0, 0), 1)
-        cv2.putText(strip, name, (left + 19, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            strip, name, (left + 19, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
         left += 19 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 14
     return strip
 
@@ -209,28 +243,49 @@ def write_results(evaluation: Evaluation, out_dir: Path, meta: dict[str, Any]) -
         writer = csv.writer(handle)
         writer.writerow(["row", "iou", "pixel_accuracy", "truth_share"])
         for name in evaluation.class_names:
-            writer.writerow([name, _cell(results["per_class_iou"][name]), "",
-                             _cell(results["truth_share"][name])])
+            writer.writerow(
+                [
+                    name,
+                    _cell(results["per_class_iou"][name]),
+                    "",
+                    _cell(results["truth_share"][name]),
+                ]
+            )
         writer.writerow(["mean", _cell(results["miou"]), _cell(results["pixel_accuracy"]), ""])
-        writer.writerow([f"majority baseline ({results['baseline_class']})",
-                         _cell(results["baseline_miou"]),
-                         _cell(results["baseline_pixel_accuracy"]), ""])
+        writer.writerow(
+            [
+                f"majority baseline ({results['baseline_class']})",
+                _cell(results["baseline_miou"]),
+                _cell(results["baseline_pixel_accuracy"]),
+                "",
+            ]
+        )
     with open(out_dir / "per_image.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["name", "height", "width", "miou", "pixel_accuracy", "seconds",
-                         "peak_memory_mb"])
+        writer.writerow(
+            ["name", "height", "width", "miou", "pixel_accuracy", "seconds", "peak_memory_mb"]
+        )
         for image in evaluation.images:
-            writer.writerow([image.name, image.height, image.width, _cell(image.miou),
-                             _cell(image.pixel_accuracy), f"{image.seconds:.3f}",
-                             f"{image.peak_memory_mb:.1f}"])
+            writer.writerow(
+                [
+                    image.name,
+                    image.height,
+                    image.width,
+                    _cell(image.miou),
+                    _cell(image.pixel_accuracy),
+                    f"{image.seconds:.3f}",
+                    f"{image.peak_memory_mb:.1f}",
+                ]
+            )
     (out_dir / "results.md").write_text(_markdown(results, evaluation.class_names))
     picture = confusion_picture(evaluation.confusion.matrix, evaluation.class_names)
     cv2.imwrite(str(out_dir / "confusion.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     return results
 
 
-def confusion_picture(matrix: np.ndarray, class_names: tuple[str, ...],
-                      cell: int = 64) -> np.ndarray:
+def confusion_picture(
+    matrix: np.ndarray, class_names: tuple[str, ...], cell: int = 64
+) -> np.ndarray:
     """RGB picture of a confusion matrix, rows = truth, columns = prediction, each row
     normalised (recall per class): dark blue = 0, white = 1, the percentage in each cell.
     Rows without any truth pixel stay grey."""
@@ -242,12 +297,19 @@ def confusion_picture(matrix: np.ndarray, class_names: tuple[str, ...],
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(picture, "truth \\ predicted", (4, 14), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for j, name in enumerate(class_names):
-        cv2.putText(picture, name[:8], (label_w + j * cell + 4, header_h - 8), font, 0.38,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            picture,
+            name[:8],
+            (label_w + j * cell + 4, header_h - 8),
+            font,
+            0.38,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     for i, name in enumerate(class_names):
         top = header_h + i * cell
-        cv2.putText(picture, name, (4, top + cell // 2 + 4), font, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(picture, name, (4, top + cell // 2 + 4), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         for j in range(n):
             left = label_w + j * cell
             if totals[i, 0] == 0:
@@ -258,8 +320,16 @@ def confusion_picture(matrix: np.ndarray, class_names: tuple[str, ...],
             cv2.rectangle(picture, (left, top), (left + cell - 2, top + cell - 2), colour, -1)
             if totals[i, 0]:
                 text_colour = (0, 0, 0) if shares[i, j] > 0.5 else (255, 255, 255)
-                cv2.putText(picture, f"{100 * shares[i, j]:.0f}", (left + 18, top + cell // 2 + 5),
-                            font, 0.5, text_colour, 1, cv2.LINE_AA)
+                cv2.putText(
+                    picture,
+                    f"{100 * shares[i, j]:.0f}",
+                    (left + 18, top + cell // 2 + 5),
+                    font,
+                    0.5,
+                    text_colour,
+                    1,
+                    cv2.LINE_AA,
+                )
     return picture
 
 
@@ -274,31 +344,53 @@ def _percent(value: float | None) -> str:
 
 def _markdown(results: dict[str, Any], class_names: tuple[str, ...]) -> str:
     lines = [
-        f"# Evaluation: {results.get('data', '')} ({results.get('split', '')})", "",
+        f"# Evaluation: {results.get('data', '')} ({results.get('split', '')})",
+        "",
         f"- model: `{results.get('model', '')}`",
         f"- backend: {results.get('backend', '')}",
-        (f"- memory cap: {results.get('memory_cap_mb', 'n/a')} MB; peak "
-         f"{_float(results['peak_memory_mb'], '.0f')} MB"),
-        (f"- images: {results['images']} ({len(results['skipped'])} skipped); "
-         f"{_float(results['fps'], '.3f')} FPS, {_float(results['seconds_per_image'], '.2f')} s "
-         "per image"),
-        "", "| class | IoU (%) | truth share (%) |", "|---|---:|---:|",
+        (
+            f"- memory cap: {results.get('memory_cap_mb', 'n/a')} MB; peak "
+            f"{_float(results['peak_memory_mb'], '.0f')} MB"
+        ),
+        (
+            f"- images: {results['images']} ({len(results['skipped'])} skipped); "
+            f"{_float(results['fps'], '.3f')} FPS, {_float(results['seconds_per_image'], '.2f')} s "
+            "per image"
+        ),
+        "",
+        "| class | IoU (%) | truth share (%) |",
+        "|---|---:|---:|",
     ]
     for name in class_names:
-        lines.append(f"| {name} | {_percent(results['per_class_iou'][name])} | "
-                     f"{_percent(results['truth_share'][name])} |")
+        lines.append(
+            f"| {name} | {_percent(results['per_class_iou'][name])} | "
+            f"{_percent(results['truth_share'][name])} |"
+        )
     lines += [
         f"| **mIoU** | **{_percent(results['miou'])}** | |",
-        (f"| majority baseline ({results['baseline_class']}) | "
-         f"{_percent(results['baseline_miou'])} | |"), "",
-        (f"Pixel accuracy {_percent(results['pixel_accuracy'])} % (baseline "
-         f"{_percent(results['baseline_pixel_accuracy'])} %)."),
+        (
+            f"| majority baseline ({results['baseline_class']}) | "
+            f"{_percent(results['baseline_miou'])} | |"
+        ),
+        "",
+        (
+            f"Pixel accuracy {_percent(results['pixel_accuracy'])} % (baseline "
+            f"{_percent(results['baseline_pixel_accuracy'])} %)."
+        ),
     ]
     if "building_iou" in results:
-        lines.append(f"Building IoU {_percent(results['building_iou'])} % (the figure Inria "
-                     "papers call mIoU).")
-    lines += ["", ("IoU is accumulated over all images; classes absent from truth and prediction "
-                   "are n/a and not averaged; ignored (255) pixels are not counted."), ""]
+        lines.append(
+            f"Building IoU {_percent(results['building_iou'])} % (the figure Inria "
+            "papers call mIoU)."
+        )
+    lines += [
+        "",
+        (
+            "IoU is accumulated over all images; classes absent from truth and prediction "
+            "are n/a and not averaged; ignored (255) pixels are not counted."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -41,8 +41,9 @@ class ConfusionMatrix:
         """Add one image: integer class ids of the same shape. Returns this image's matrix."""
         prediction, truth = _as_numpy(prediction), _as_numpy(truth)
         if prediction.shape != truth.shape:
-            raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} must have "
-                             "the same shape")
+            raise ValueError(
+                f"prediction {prediction.shape} and truth {truth.shape} must have the same shape"
+            )
         counted = truth != self.ignore_index
         truth_ids = truth[counted].astype(np.int64)
         predicted_ids = prediction[counted].astype(np.int64)
@@ -50,11 +51,14 @@ class ConfusionMatrix:
         for name, ids in (("truth", truth_ids), ("prediction", predicted_ids)):
             outside = ids[(ids < 0) | (ids >= classes)]
             if outside.size:
-                raise ValueError(f"{name} holds class id {int(outside[0])} outside "
-                                 f"0..{classes - 1} (ignore = {self.ignore_index}); does the "
-                                 "model's class count match the data set's?")
-        image = np.bincount(truth_ids * classes + predicted_ids,
-                            minlength=classes * classes).reshape(classes, classes)
+                raise ValueError(
+                    f"{name} holds class id {int(outside[0])} outside "
+                    f"0..{classes - 1} (ignore = {self.ignore_index}); does the "
+                    "model's class count match the data set's?"
+                )
+        image = np.bincount(
+            truth_ids * classes + predicted_ids, minlength=classes * classes
+        ).reshape(classes, classes)
         self.matrix += image
         return image
 

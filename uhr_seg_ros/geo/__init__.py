@@ -32,7 +32,8 @@ def require(module: str, extra: str = "geo") -> ModuleType:
     except ImportError as exc:
         raise MissingExtraError(
             f"{module} is not installed (needed for geospatial rasters): "
-            f"pip install 'uhr_seg_ros[{extra}]'") from exc
+            f"pip install 'uhr_seg_ros[{extra}]'"
+        ) from exc
 
 
 def is_raster_path(path: object) -> bool:

@@ -46,8 +46,9 @@ def block_spans(length: int, patch: int, stride: int, block: int) -> list[Span]:
     while True:
         stop = min(count, first + per_block)  # windows [first, stop) are in this block
         own_stop = length if stop == count else starts[stop]
-        spans.append(Span(starts[first], min(length, starts[stop - 1] + patch),
-                          own_start, own_stop))
+        spans.append(
+            Span(starts[first], min(length, starts[stop - 1] + patch), own_start, own_stop)
+        )
         if stop == count:
             return spans
         # The next block starts at the latest window such that no window before it reaches

@@ -56,8 +56,9 @@ class RasterReport:
     class_counts: dict[str, int]
 
 
-def pin_tiling(segmenter: Segmenter, height: int, width: int, block_size: int
-               ) -> tuple[list[Span], list[Span]]:
+def pin_tiling(
+    segmenter: Segmenter, height: int, width: int, block_size: int
+) -> tuple[list[Span], list[Span]]:
     """Fix patch, overlap and batch for the whole raster and cut it into blocks.
 
     Unpinned, the patch is what the planner picks for a ``block_size / 4`` frame (so that
@@ -75,8 +76,7 @@ def pin_tiling(segmenter: Segmenter, height: int, width: int, block_size: int
     stride = patch - overlap
     rows = block_spans(height, patch, stride, block_size)
     cols = block_spans(width, patch, stride, block_size)
-    largest = segmenter.plan_for(max(s.read_length for s in rows),
-                                 max(s.read_length for s in cols))
+    largest = segmenter.plan_for(max(s.read_length for s in rows), max(s.read_length for s in cols))
     segmenter.pin_tiling(patch, overlap, largest.batch)
     return rows, cols
 
@@ -86,31 +86,54 @@ class MaskWriter:
     names as tags and a QGIS style sidecar; written under a ``.partial`` name and renamed on
     :meth:`close`, so a failed run never leaves a truncated mask under the final name."""
 
-    def __init__(self, path: str | Path, *, width: int, height: int, crs: Any, transform: Any,
-                 class_names: Sequence[str], palette: Sequence[Sequence[int]],
-                 tags: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        crs: Any,
+        transform: Any,
+        class_names: Sequence[str],
+        palette: Sequence[Sequence[int]],
+        tags: dict[str, str] | None = None,
+    ) -> None:
         rasterio = require("rasterio")
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial.tif")
         self.class_names = tuple(class_names)
         self.palette = tuple(tuple(int(c) for c in rgb) for rgb in palette)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        profile = {"driver": "GTiff", "width": width, "height": height, "count": 1,
-                   "dtype": "uint8", "crs": crs, "transform": transform, "nodata": MASK_NODATA,
-                   "tiled": True, "blockxsize": MASK_TILE, "blockysize": MASK_TILE,
-                   "compress": "deflate", "predictor": 2, "BIGTIFF": "IF_SAFER"}
+        profile = {
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": crs,
+            "transform": transform,
+            "nodata": MASK_NODATA,
+            "tiled": True,
+            "blockxsize": MASK_TILE,
+            "blockysize": MASK_TILE,
+            "compress": "deflate",
+            "predictor": 2,
+            "BIGTIFF": "IF_SAFER",
+        }
         try:
             self.dataset = rasterio.open(self.partial, "w", **profile)
         except rasterio.errors.RasterioIOError as exc:
             raise ValueError(f"cannot create {self.path}: {exc}") from None
         ds = self.dataset
-        colours = {i: (*rgb, 255) for i, rgb in enumerate(self.palette[:len(self.class_names)])}
+        colours = {i: (*rgb, 255) for i, rgb in enumerate(self.palette[: len(self.class_names)])}
         colours[MASK_NODATA] = (0, 0, 0, 0)
         ds.write_colormap(1, colours)
         ds.set_band_description(1, "class id")
-        ds.update_tags(CLASS_NAMES=json.dumps(list(self.class_names)),
-                       **{f"CLASS_{i}": name for i, name in enumerate(self.class_names)},
-                       **(tags or {}))
+        ds.update_tags(
+            CLASS_NAMES=json.dumps(list(self.class_names)),
+            **{f"CLASS_{i}": name for i, name in enumerate(self.class_names)},
+            **(tags or {}),
+        )
         self.counts = np.zeros(256, dtype=np.int64)
 
     def write(self, mask: np.ndarray, row: int, col: int) -> None:
@@ -130,9 +153,16 @@ class MaskWriter:
             if has_cog:
                 from rasterio.shutil import copy
 
-                copy(self.partial, self.path, driver="COG", compress="DEFLATE",
-                     predictor="YES", blocksize=MASK_TILE, overview_resampling="MODE",
-                     BIGTIFF="IF_SAFER")
+                copy(
+                    self.partial,
+                    self.path,
+                    driver="COG",
+                    compress="DEFLATE",
+                    predictor="YES",
+                    blocksize=MASK_TILE,
+                    overview_resampling="MODE",
+                    BIGTIFF="IF_SAFER",
+                )
                 self.partial.unlink()
             else:  # old GDAL: internal overviews after the fact (not COG layout)
                 with rasterio.open(self.partial, "r+") as ds:
@@ -163,53 +193,84 @@ def qgis_style(class_names: Sequence[str], palette: Sequence[Sequence[int]]) -> 
 
     entries = "\n".join(
         f'        <paletteEntry value="{i}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
-        f'label={quoteattr(name)}/>'
-        for i, (name, (r, g, b)) in enumerate(zip(class_names, palette, strict=False)))
-    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-            '<qgis version="3.28" styleCategories="Symbology">\n  <pipe>\n'
-            '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
-            f"      <colorPalette>\n{entries}\n      </colorPalette>\n"
-            "    </rasterrenderer>\n  </pipe>\n</qgis>\n")
+        f"label={quoteattr(name)}/>"
+        for i, (name, (r, g, b)) in enumerate(zip(class_names, palette, strict=False))
+    )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28" styleCategories="Symbology">\n  <pipe>\n'
+        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
+        f"      <colorPalette>\n{entries}\n      </colorPalette>\n"
+        "    </rasterrenderer>\n  </pipe>\n</qgis>\n"
+    )
 
 
-def segment_raster(segmenter: Segmenter, source: RasterSource, out: str | Path, *,
-                   block_size: int = DEFAULT_BLOCK_SIZE, overviews: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> RasterReport:
+def segment_raster(
+    segmenter: Segmenter,
+    source: RasterSource,
+    out: str | Path,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    overviews: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> RasterReport:
     """Segment ``source`` into the mask GeoTIFF ``out``; ``progress(done, total)`` per block."""
     start = time.perf_counter()
     settings = segmenter.settings
     original = (settings.patch_size, settings.overlap, settings.batch_size)
     try:
-        return _segment_blocks(segmenter, source, Path(out), block_size, overviews, progress,
-                               start)
+        return _segment_blocks(segmenter, source, Path(out), block_size, overviews, progress, start)
     finally:  # the segmenter may serve other files next (uhr-seg batch): unpin
         segmenter.pin_tiling(*original)
 
 
-def _segment_blocks(segmenter: Segmenter, source: RasterSource, out: Path, block_size: int,
-                    overviews: bool, progress: Callable[[int, int], None] | None,
-                    start: float) -> RasterReport:
+def _segment_blocks(
+    segmenter: Segmenter,
+    source: RasterSource,
+    out: Path,
+    block_size: int,
+    overviews: bool,
+    progress: Callable[[int, int], None] | None,
+    start: float,
+) -> RasterReport:
     rasterio = require("rasterio")
     height, width = source.height, source.width
     rows, cols = pin_tiling(segmenter, height, width, block_size)
     plan = segmenter.plan_for(rows[0].read_length, cols[0].read_length)
     total, done, skipped = len(rows) * len(cols), 0, 0
-    log.info("%s → %d block(s) of up to %dx%d px, %s", source.describe(), total,
-             cols[0].read_length, rows[0].read_length, plan.describe())
+    log.info(
+        "%s → %d block(s) of up to %dx%d px, %s",
+        source.describe(),
+        total,
+        cols[0].read_length,
+        rows[0].read_length,
+        plan.describe(),
+    )
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        writer = MaskWriter(out, width=width, height=height, crs=source.dataset.crs,
-                            transform=source.dataset.transform,
-                            class_names=segmenter.class_names, palette=segmenter.palette,
-                            tags={"SOFTWARE": "uhr_seg_ros", "SOURCE": source.path.name,
-                                  "TILE_PLAN": f"patch {plan.patch}, overlap {plan.overlap}, "
-                                               f"batch {plan.batch}"})
+        writer = MaskWriter(
+            out,
+            width=width,
+            height=height,
+            crs=source.dataset.crs,
+            transform=source.dataset.transform,
+            class_names=segmenter.class_names,
+            palette=segmenter.palette,
+            tags={
+                "SOFTWARE": "uhr_seg_ros",
+                "SOURCE": source.path.name,
+                "TILE_PLAN": f"patch {plan.patch}, overlap {plan.overlap}, batch {plan.batch}",
+            },
+        )
         try:
             for rs in rows:
                 for cs in cols:
-                    image, valid = source.read(rs.read_start, cs.read_start, rs.read_length,
-                                               cs.read_length)
-                    own = (slice(rs.own_start - rs.read_start, rs.own_stop - rs.read_start),
-                           slice(cs.own_start - cs.read_start, cs.own_stop - cs.read_start))
+                    image, valid = source.read(
+                        rs.read_start, cs.read_start, rs.read_length, cs.read_length
+                    )
+                    own = (
+                        slice(rs.own_start - rs.read_start, rs.own_stop - rs.read_start),
+                        slice(cs.own_start - cs.read_start, cs.own_stop - cs.read_start),
+                    )
                     if valid[own].any():
                         mask = segmenter.segment(image).mask[own]
                         mask[~valid[own]] = MASK_NODATA
@@ -227,6 +288,14 @@ def _segment_blocks(segmenter: Segmenter, source: RasterSource, out: Path, block
             raise
     counts = {name: int(writer.counts[i]) for i, name in enumerate(segmenter.class_names)}
     counts["nodata"] = int(writer.counts[MASK_NODATA])
-    return RasterReport(str(source.path), str(out), width, height,
-                        f"patch {plan.patch}, overlap {plan.overlap}, batch {plan.batch}",
-                        total, skipped, time.perf_counter() - start, counts)
+    return RasterReport(
+        str(source.path),
+        str(out),
+        width,
+        height,
+        f"patch {plan.patch}, overlap {plan.overlap}, batch {plan.batch}",
+        total,
+        skipped,
+        time.perf_counter() - start,
+        counts,
+    )

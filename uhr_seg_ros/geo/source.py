@@ -43,8 +43,10 @@ class Rescale:
                 return cls("percentile", low, high)
             low, high = (float(v) for v in text.split(","))
         except ValueError:
-            raise ValueError(f"--rescale {text!r}: use auto, none, percentile, "
-                             "percentile:LO,HI (0 <= LO < HI <= 100) or MIN,MAX") from None
+            raise ValueError(
+                f"--rescale {text!r}: use auto, none, percentile, "
+                "percentile:LO,HI (0 <= LO < HI <= 100) or MIN,MAX"
+            ) from None
         if not high > low:
             raise ValueError(f"--rescale {text!r}: MAX must be greater than MIN")
         return cls("range", low, high)
@@ -64,8 +66,13 @@ def parse_bands(text: str) -> tuple[int, ...]:
 class RasterSource:
     """An open raster read window by window as ``(H, W, 3)`` uint8 RGB plus a validity mask."""
 
-    def __init__(self, path: str | Path, bands: tuple[int, ...] | None = None,
-                 rescale: Rescale = Rescale(), src_nodata: float | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        bands: tuple[int, ...] | None = None,
+        rescale: Rescale = Rescale(),
+        src_nodata: float | None = None,
+    ) -> None:
         rasterio = require("rasterio")
         self.path = Path(path)
         if not self.path.is_file():
@@ -79,14 +86,16 @@ class RasterSource:
             bands = (1, 2, 3) if ds.count >= 3 else (1,)
         if max(bands) > ds.count:
             self.close()
-            raise ValueError(f"--bands {','.join(map(str, bands))}: {self.path} has only "
-                             f"{ds.count} band(s)")
+            raise ValueError(
+                f"--bands {','.join(map(str, bands))}: {self.path} has only {ds.count} band(s)"
+            )
         self.bands = tuple(bands) * (3 if len(bands) == 1 else 1)
         self.dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
         self.nodata = src_nodata if src_nodata is not None else ds.nodata
         flags = {flag for band in self.bands for flag in ds.mask_flag_enums[band - 1]}
-        self._mask_band = bool(flags & {rasterio.enums.MaskFlags.per_dataset,
-                                        rasterio.enums.MaskFlags.alpha})
+        self._mask_band = bool(
+            flags & {rasterio.enums.MaskFlags.per_dataset, rasterio.enums.MaskFlags.alpha}
+        )
         self.ranges = self._value_ranges(rescale)
         self._luts = self._make_luts()
 
@@ -102,24 +111,32 @@ class RasterSource:
 
     def describe(self) -> str:
         ds = self.dataset
-        stretch = ("as is" if self.ranges is None else
-                   ", ".join(f"b{b} {lo:g}..{hi:g}" for b, (lo, hi) in zip(self.bands,
-                                                                           self.ranges, strict=False)))
-        return (f"{self.path.name}: {ds.width}x{ds.height}, {ds.count} band(s) {self.dtype}, "
-                f"bands {','.join(map(str, self.bands))} ({stretch}), CRS "
-                f"{ds.crs.to_string() if ds.crs else 'none'}, nodata {self.nodata}")
+        stretch = (
+            "as is"
+            if self.ranges is None
+            else ", ".join(
+                f"b{b} {lo:g}..{hi:g}" for b, (lo, hi) in zip(self.bands, self.ranges, strict=False)
+            )
+        )
+        return (
+            f"{self.path.name}: {ds.width}x{ds.height}, {ds.count} band(s) {self.dtype}, "
+            f"bands {','.join(map(str, self.bands))} ({stretch}), CRS "
+            f"{ds.crs.to_string() if ds.crs else 'none'}, nodata {self.nodata}"
+        )
 
     # -- reading ------------------------------------------------------------------------------
 
-    def read(self, row: int, col: int, height: int, width: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """``(H, W, 3)`` uint8 model input and ``(H, W)`` bool validity of one window."""
         from rasterio.windows import Window
 
         window = Window(col, row, width, height)
         data = self.dataset.read(self.bands, window=window)
-        valid = (self.dataset.dataset_mask(window=window) > 0 if self._mask_band
-                 else np.ones((height, width), dtype=bool))
+        valid = (
+            self.dataset.dataset_mask(window=window) > 0
+            if self._mask_band
+            else np.ones((height, width), dtype=bool)
+        )
         if self.nodata is not None:
             hit = np.isnan(data) if np.isnan(self.nodata) else data == self.nodata
             valid &= ~hit.all(axis=0)
@@ -138,11 +155,11 @@ class RasterSource:
         low, high = self.ranges[channel]
         out = np.empty(band.shape, dtype=np.uint8)
         for r in range(0, band.shape[0], CONVERT_ROWS):
-            rows = band[r:r + CONVERT_ROWS].astype(np.float32)
+            rows = band[r : r + CONVERT_ROWS].astype(np.float32)
             rows -= low
             rows *= 255.0 / (high - low)
             np.clip(np.nan_to_num(rows, copy=False), 0, 255, out=rows)
-            out[r:r + CONVERT_ROWS] = np.rint(rows)
+            out[r : r + CONVERT_ROWS] = np.rint(rows)
         return out
 
     def _value_ranges(self, rescale: Rescale) -> list[tuple[float, float]] | None:
@@ -151,8 +168,10 @@ class RasterSource:
             mode = "none" if self.dtype == np.uint8 else "percentile"
         if mode == "none":
             if self.dtype != np.uint8:
-                raise ValueError(f"{self.path} is {self.dtype}, the model takes 0..255: pass "
-                                 "--rescale percentile or --rescale MIN,MAX")
+                raise ValueError(
+                    f"{self.path} is {self.dtype}, the model takes 0..255: pass "
+                    "--rescale percentile or --rescale MIN,MAX"
+                )
             return None
         if mode == "range":
             return [(rescale.low, rescale.high)] * 3
@@ -164,8 +183,9 @@ class RasterSource:
         shape = (-(-ds.height // factor), -(-ds.width // factor))
         unique = sorted(set(self.bands))
         data = ds.read(unique, out_shape=(len(unique), *shape))
-        valid = (ds.dataset_mask(out_shape=shape) > 0 if self._mask_band
-                 else np.ones(shape, dtype=bool))
+        valid = (
+            ds.dataset_mask(out_shape=shape) > 0 if self._mask_band else np.ones(shape, dtype=bool)
+        )
         if self.nodata is not None:
             hit = np.isnan(data) if np.isnan(self.nodata) else data == self.nodata
             valid &= ~hit.all(axis=0)
@@ -174,8 +194,10 @@ class RasterSource:
             values = data[i][valid]
             values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
             if values.size == 0:
-                raise ValueError(f"{self.path} band {band} has no valid pixels to stretch; "
-                                 "check --src-nodata or pass --rescale MIN,MAX")
+                raise ValueError(
+                    f"{self.path} band {band} has no valid pixels to stretch; "
+                    "check --src-nodata or pass --rescale MIN,MAX"
+                )
             lo, hi = (float(v) for v in np.percentile(values, [low, high]))
             ranges[band] = (lo, hi if hi > lo else lo + 1.0)
         return [ranges[band] for band in self.bands]
@@ -187,8 +209,10 @@ class RasterSource:
         codes = np.arange(2 ** (8 * self.dtype.itemsize), dtype=np.uint64)
         values = codes.astype(np.uint8 if self.dtype.itemsize == 1 else np.uint16)
         values = values.view(self.dtype).astype(np.float64)
-        return [np.clip(np.rint((values - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-                for lo, hi in self.ranges]
+        return [
+            np.clip(np.rint((values - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+            for lo, hi in self.ranges
+        ]
 
     def close(self) -> None:
         self.dataset.close()

@@ -31,8 +31,9 @@ class Polygon:
     area: float
 
 
-def iter_polygons(mask_path: str | Path, *, min_area: float = 0.0,
-                  simplify: float = 0.0) -> Iterator[Polygon]:
+def iter_polygons(
+    mask_path: str | Path, *, min_area: float = 0.0, simplify: float = 0.0
+) -> Iterator[Polygon]:
     """Connected regions of each class of a mask written by :class:`~.mosaic.MaskWriter`."""
     rasterio = require("rasterio")
     from rasterio.features import shapes
@@ -53,13 +54,15 @@ def iter_polygons(mask_path: str | Path, *, min_area: float = 0.0,
                 geometry, area = shapely_geometry.mapping(shape), float(shape.area)
             else:
                 area = _ring_area(geometry["coordinates"][0]) - sum(
-                    _ring_area(ring) for ring in geometry["coordinates"][1:])
+                    _ring_area(ring) for ring in geometry["coordinates"][1:]
+                )
             name = names[class_id] if class_id < len(names) else f"class_{class_id}"
             yield Polygon(geometry, class_id, name, area)
 
 
-def write_polygons(mask_path: str | Path, out: str | Path, *, min_area: float = 0.0,
-                   simplify: float = 0.0) -> int:
+def write_polygons(
+    mask_path: str | Path, out: str | Path, *, min_area: float = 0.0, simplify: float = 0.0
+) -> int:
     """Write the polygons of ``mask_path`` to ``out`` (``.gpkg`` needs pyogrio, ``.geojson``
     is written directly); returns how many."""
     rasterio = require("rasterio")
@@ -89,10 +92,15 @@ def _write_geojson(polygons: Iterator[Polygon], out: Path, crs: Any) -> int:
             fh.write(f'"crs": {json.dumps({"type": "name", "properties": {"name": name}})},\n')
         fh.write('"features": [\n')
         for polygon in polygons:
-            feature = {"type": "Feature", "geometry": polygon.geometry,
-                       "properties": {"class_id": polygon.class_id,
-                                      "class_name": polygon.class_name,
-                                      "area": round(polygon.area, 6)}}
+            feature = {
+                "type": "Feature",
+                "geometry": polygon.geometry,
+                "properties": {
+                    "class_id": polygon.class_id,
+                    "class_name": polygon.class_name,
+                    "area": round(polygon.area, 6),
+                },
+            }
             fh.write((",\n" if count else "") + json.dumps(feature))
             count += 1
         fh.write("\n]}\n")
@@ -110,12 +118,22 @@ def _write_gpkg(polygons: Iterator[Polygon], out: Path, crs: Any) -> int:
     rows = list(polygons)
     geometry = np.array([shapely.to_wkb(shape(p.geometry)) for p in rows], dtype=object)
     fields = np.array(["class_id", "class_name", "area"], dtype=object)
-    field_data = [np.array([p.class_id for p in rows], dtype=np.int32),
-                  np.array([p.class_name for p in rows], dtype=object),
-                  np.array([p.area for p in rows], dtype=np.float64)]
+    field_data = [
+        np.array([p.class_id for p in rows], dtype=np.int32),
+        np.array([p.class_name for p in rows], dtype=object),
+        np.array([p.area for p in rows], dtype=np.float64),
+    ]
     out.unlink(missing_ok=True)
-    pyogrio_raw.write(out, geometry, field_data, fields, layer=out.stem, driver="GPKG",
-                      geometry_type="Polygon", crs=crs.to_wkt() if crs is not None else None)
+    pyogrio_raw.write(
+        out,
+        geometry,
+        field_data,
+        fields,
+        layer=out.stem,
+        driver="GPKG",
+        geometry_type="Polygon",
+        crs=crs.to_wkt() if crs is not None else None,
+    )
     return len(rows)
 
 

@@ -10,5 +10,14 @@ from .config import SGHRQConfig
 from .contract import SIZE_DIVISOR, ModelConfig, SegmentationModel
 from .sghrq import SGHRQ, build_model
 
-__all__ = ["SGHRQ", "SIZE_DIVISOR", "CheckpointError", "ModelConfig", "SGHRQConfig",
-           "SegmentationModel", "build_model", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "SGHRQ",
+    "SIZE_DIVISOR",
+    "CheckpointError",
+    "ModelConfig",
+    "SGHRQConfig",
+    "SegmentationModel",
+    "build_model",
+    "load_checkpoint",
+    "save_checkpoint",
+]

@@ -10,11 +10,27 @@ from torch import nn
 class ConvBNReLU(nn.Sequential):
     """``kxk conv (no bias) -> BatchNorm -> ReLU``, padding keeps the size at stride 1."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1,
-                 dilation: int = 1, groups: int = 1, relu: bool = True) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        relu: bool = True,
+    ) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, padding=dilation * (kernel // 2),
-                      dilation=dilation, groups=groups, bias=False),
+            nn.Conv2d(
+                in_ch,
+                out_ch,
+                kernel,
+                stride,
+                padding=dilation * (kernel // 2),
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            ),
             nn.BatchNorm2d(out_ch),
         ]
         if relu:
@@ -25,8 +41,14 @@ class ConvBNReLU(nn.Sequential):
 class BasicBlock(nn.Module):
     """ResNet basic block (two 3x3 convs) with optional dilation and a projected shortcut."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1,
-                 first_dilation: int | None = None) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        stride: int = 1,
+        dilation: int = 1,
+        first_dilation: int | None = None,
+    ) -> None:
         super().__init__()
         first_dilation = first_dilation or dilation
         self.conv1 = ConvBNReLU(in_ch, out_ch, 3, stride, dilation=first_dilation)
@@ -52,18 +74,22 @@ class ResNetV1c(nn.Module):
     DILATIONS = (1, 1, 2, 4)
     BLOCKS = (2, 2, 2, 2)
 
-    def __init__(self, stem_widths: tuple[int, int, int],
-                 widths: tuple[int, int, int, int]) -> None:
+    def __init__(
+        self, stem_widths: tuple[int, int, int], widths: tuple[int, int, int, int]
+    ) -> None:
         super().__init__()
         s1, s2, s3 = stem_widths
         self.stem = nn.Sequential(
-            ConvBNReLU(3, s1, 3, stride=2), ConvBNReLU(s1, s2), ConvBNReLU(s2, s3),
+            ConvBNReLU(3, s1, 3, stride=2),
+            ConvBNReLU(s1, s2),
+            ConvBNReLU(s2, s3),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
         stages = []
         in_ch = s3
-        for width, stride, dilation, blocks in zip(widths, self.STRIDES, self.DILATIONS,
-                                                   self.BLOCKS, strict=True):
+        for width, stride, dilation, blocks in zip(
+            widths, self.STRIDES, self.DILATIONS, self.BLOCKS, strict=True
+        ):
             first = BasicBlock(in_ch, width, stride, dilation, first_dilation=max(1, dilation // 2))
             rest = [BasicBlock(width, width, 1, dilation) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(first, *rest))
@@ -112,19 +138,22 @@ class STDCShallow(nn.Module):
     ``(B, widths[2], H/8, W/8)`` and ``(B, widths[3], H/16, W/16)``.
     """
 
-    def __init__(self, in_ch: int, widths: tuple[int, int, int, int],
-                 blocks: tuple[int, int]) -> None:
+    def __init__(
+        self, in_ch: int, widths: tuple[int, int, int, int], blocks: tuple[int, int]
+    ) -> None:
         super().__init__()
         w1, w2, w8, w16 = widths
-        self.stem = nn.Sequential(ConvBNReLU(in_ch, w1, 3, stride=2),
-                                  ConvBNReLU(w1, w2, 3, stride=2))
+        self.stem = nn.Sequential(
+            ConvBNReLU(in_ch, w1, 3, stride=2), ConvBNReLU(w1, w2, 3, stride=2)
+        )
         self.stage8 = self._stage(w2, w8, blocks[0])
         self.stage16 = self._stage(w8, w16, blocks[1])
 
     @staticmethod
     def _stage(in_ch: int, out_ch: int, blocks: int) -> nn.Sequential:
-        return nn.Sequential(STDCBlock(in_ch, out_ch, 2),
-                             *[STDCBlock(out_ch, out_ch, 1) for _ in range(blocks - 1)])
+        return nn.Sequential(
+            STDCBlock(in_ch, out_ch, 2), *[STDCBlock(out_ch, out_ch, 1) for _ in range(blocks - 1)]
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feat8 = self.stage8(self.stem(x))

@@ -45,24 +45,41 @@ def _check_plain(value: Any, where: str) -> None:
                 raise TypeError(f"checkpoint meta {where} has a non-string key {key!r}")
             _check_plain(item, f"{where}.{key}")
         return
-    raise TypeError(f"checkpoint meta {where} is a {type(value).__name__}; only plain str, int, "
-                    "float, bool, None, lists and dicts of them are stored (no pickled objects)")
+    raise TypeError(
+        f"checkpoint meta {where} is a {type(value).__name__}; only plain str, int, "
+        "float, bool, None, lists and dicts of them are stored (no pickled objects)"
+    )
 
 
-def checkpoint_payload(model: SGHRQ, *, half: bool = False, inference_only: bool = False,
-                       **meta: Any) -> dict[str, Any]:
+def checkpoint_payload(
+    model: SGHRQ, *, half: bool = False, inference_only: bool = False, **meta: Any
+) -> dict[str, Any]:
     """The dict :func:`save_checkpoint` writes (also embedded in training-state files)."""
     _check_plain(meta, "meta")
     meta.setdefault("class_names", list(model.config.class_names))
     state = model.inference_state_dict() if inference_only else model.state_dict()
-    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
-             for k, v in state.items()}
-    return {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
-            "state_dict": state, "dtype": "float16" if half else "float32", "meta": meta}
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
+        for k, v in state.items()
+    }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": state,
+        "dtype": "float16" if half else "float32",
+        "meta": meta,
+    }
 
 
-def save_checkpoint(path: str | os.PathLike, model: SGHRQ, *, half: bool = False,
-                    inference_only: bool = False, **meta: Any) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: SGHRQ,
+    *,
+    half: bool = False,
+    inference_only: bool = False,
+    **meta: Any,
+) -> Path:
     """Write ``model`` to ``path`` (atomically: a crash never leaves half a file behind).
 
     ``half=True`` stores floating tensors as fp16 (the shipped model; loaded back as fp32);
@@ -94,8 +111,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                 "i.e. possibly code, which a model checkpoint never needs. Only load files you "
                 "trust, and re-save trusted ones with uhr_seg_ros.model.save_checkpoint"
             ) from None
-        detail = next((line.strip() for line in reversed(text.splitlines())
-                       if line.strip() and "torch.load" not in line), "no detail")
+        detail = next(
+            (
+                line.strip()
+                for line in reversed(text.splitlines())
+                if line.strip() and "torch.load" not in line
+            ),
+            "no detail",
+        )
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt or truncated: "
             f"{type(exc).__name__}: {detail}); "
@@ -103,8 +126,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
 
 
-def model_from_payload(payload: Any, source: str = "checkpoint",
-                       training_heads: bool = True) -> SGHRQ:
+def model_from_payload(
+    payload: Any, source: str = "checkpoint", training_heads: bool = True
+) -> SGHRQ:
     """Build an :class:`SGHRQ` from a checkpoint dict (train mode; nothing frozen).
 
     With ``training_heads=False`` the heads' weights in the file are ignored and not built.
@@ -116,11 +140,14 @@ def model_from_payload(payload: Any, source: str = "checkpoint",
         )
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise CheckpointError(f"{source} has format version {version!r}; this package reads "
-                              f"versions up to {VERSION}: upgrade uhr_seg_ros")
+        raise CheckpointError(
+            f"{source} has format version {version!r}; this package reads "
+            f"versions up to {VERSION}: upgrade uhr_seg_ros"
+        )
     state = payload.get("state_dict")
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
-                                                 for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise CheckpointError(f"{source} has no valid state_dict (name -> tensor)")
     try:
         config = SGHRQConfig.from_dict(payload.get("config", {}))
@@ -132,40 +159,56 @@ def model_from_payload(payload: Any, source: str = "checkpoint",
         state = {k: v for k, v in state.items() if not k.startswith(TRAIN_HEADS_PREFIX)}
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
-    missing = sorted(k for k in set(expected) - set(state)
-                     if not k.startswith(TRAIN_HEADS_PREFIX))
-    mismatched = sorted(k for k in set(state) & set(expected)
-                        if state[k].shape != expected[k].shape)
-    problems = [f"{label} {names[:5]}{' ...' if len(names) > 5 else ''}"
-                for label, names in (("unexpected keys", unexpected), ("missing keys", missing),
-                                     ("shape mismatches", mismatched)) if names]
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(TRAIN_HEADS_PREFIX))
+    mismatched = sorted(
+        k for k in set(state) & set(expected) if state[k].shape != expected[k].shape
+    )
+    problems = [
+        f"{label} {names[:5]}{' ...' if len(names) > 5 else ''}"
+        for label, names in (
+            ("unexpected keys", unexpected),
+            ("missing keys", missing),
+            ("shape mismatches", mismatched),
+        )
+        if names
+    ]
     if problems:
-        raise CheckpointError(f"{source} does not match the SGHRQ architecture its config "
-                              f"describes: {'; '.join(problems)}")
-    bad = [k for k, v in state.items()
-           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        raise CheckpointError(
+            f"{source} does not match the SGHRQ architecture its config "
+            f"describes: {'; '.join(problems)}"
+        )
+    bad = [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:
-        raise CheckpointError(f"{source} holds NaN/inf weights in {bad[:5]}; the training run "
-                              "that wrote it diverged")
+        raise CheckpointError(
+            f"{source} holds NaN/inf weights in {bad[:5]}; the training run that wrote it diverged"
+        )
     model.load_state_dict(state, strict=False)
     model.meta = dict(payload.get("meta") or {})
     return model
 
 
-def load_checkpoint(path: str | os.PathLike,
-                    map_location: str | torch.device = "cpu") -> SGHRQ:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SGHRQ:
     """Rebuild the inference model stored in ``path``: eval mode, memory bank frozen, no
     gradients, no training heads (``model.train_heads is None``).
 
     Raises :class:`CheckpointError` (a ``ValueError``) for a corrupt, truncated, foreign or
     code-carrying file and ``FileNotFoundError`` for a missing one. fp16 files load as fp32.
     """
-    model = model_from_payload(read_checkpoint(path, map_location), source=str(path),
-                               training_heads=False)
+    model = model_from_payload(
+        read_checkpoint(path, map_location), source=str(path), training_heads=False
+    )
     model.freeze_memory_bank()
     model.requires_grad_(False)
     return model.eval().to(map_location)
 
 
-__all__ = ["CheckpointError", "checkpoint_payload", "load_checkpoint", "model_from_payload",
-           "read_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "checkpoint_payload",
+    "load_checkpoint",
+    "model_from_payload",
+    "read_checkpoint",
+    "save_checkpoint",
+]

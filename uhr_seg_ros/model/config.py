@@ -93,17 +93,28 @@ class SGHRQConfig:
                 f"4), got {self.downscale}"
             )
         widths = {
-            "stem_widths": (self.stem_widths, 3), "resnet_widths": (self.resnet_widths, 4),
-            "stdc_widths": (self.stdc_widths, 4), "stdc_blocks": (self.stdc_blocks, 2),
+            "stem_widths": (self.stem_widths, 3),
+            "resnet_widths": (self.resnet_widths, 4),
+            "stdc_widths": (self.stdc_widths, 4),
+            "stdc_blocks": (self.stdc_blocks, 2),
         }
         for name, (value, length) in widths.items():
             if len(value) != length or any(int(v) < 1 for v in value):
                 raise ValueError(f"{name} needs {length} positive integers, got {value!r}")
         if any(w % 8 for w in self.stdc_widths[2:]):
-            raise ValueError(f"stdc_widths[2:] must be multiples of 8 (STDC splits them in "
-                             f"1/2, 1/4, 1/8 parts), got {self.stdc_widths}")
-        positive = ("aspp_channels", "aspp_bottleneck", "query_channels", "pe_frequencies",
-                    "sr_channels", "fcn_channels", "affinity_channels")
+            raise ValueError(
+                f"stdc_widths[2:] must be multiples of 8 (STDC splits them in "
+                f"1/2, 1/4, 1/8 parts), got {self.stdc_widths}"
+            )
+        positive = (
+            "aspp_channels",
+            "aspp_bottleneck",
+            "query_channels",
+            "pe_frequencies",
+            "sr_channels",
+            "fcn_channels",
+            "affinity_channels",
+        )
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -157,20 +168,36 @@ class SGHRQConfig:
         """About half the reference widths (~1/4 of the parameters): the shipped default,
         small enough to train on a CPU and to run on an embedded GPU with room to spare."""
         return cls(
-            num_classes=num_classes, class_names=tuple(class_names),
-            stem_widths=(16, 16, 32), resnet_widths=(32, 64, 128, 256),
-            aspp_channels=64, aspp_bottleneck=64, query_channels=128,
-            stdc_widths=(16, 32, 128, 256), mlp_widths=(256, 128, 128),
-            sr_channels=32, fcn_channels=32, affinity_channels=64,
+            num_classes=num_classes,
+            class_names=tuple(class_names),
+            stem_widths=(16, 16, 32),
+            resnet_widths=(32, 64, 128, 256),
+            aspp_channels=64,
+            aspp_bottleneck=64,
+            query_channels=128,
+            stdc_widths=(16, 32, 128, 256),
+            mlp_widths=(256, 128, 128),
+            sr_channels=32,
+            fcn_channels=32,
+            affinity_channels=64,
         )
 
     @classmethod
     def tiny(cls, num_classes: int = 3, class_names: Sequence[str] = ()) -> SGHRQConfig:
         """A few thousand parameters: for unit tests (64x64 forward in milliseconds on CPU)."""
         return cls(
-            num_classes=num_classes, class_names=tuple(class_names),
-            stem_widths=(4, 4, 8), resnet_widths=(8, 8, 16, 16), aspp_dilations=(1, 2),
-            aspp_channels=8, aspp_bottleneck=8, query_channels=8,
-            stdc_widths=(4, 8, 16, 16), stdc_blocks=(1, 1),
-            mlp_widths=(16, 16), sr_channels=4, fcn_channels=8, affinity_channels=8,
+            num_classes=num_classes,
+            class_names=tuple(class_names),
+            stem_widths=(4, 4, 8),
+            resnet_widths=(8, 8, 16, 16),
+            aspp_dilations=(1, 2),
+            aspp_channels=8,
+            aspp_bottleneck=8,
+            query_channels=8,
+            stdc_widths=(4, 8, 16, 16),
+            stdc_blocks=(1, 1),
+            mlp_widths=(16, 16),
+            sr_channels=4,
+            fcn_channels=8,
+            affinity_channels=8,
         )

@@ -16,8 +16,16 @@ class ASPPHead(nn.Module):
     embedding ``(B, query_channels, h, w)`` (1x1 reduction of the branch concat).
     """
 
-    def __init__(self, in_ch: int, channels: int, dilations: tuple[int, ...], bottleneck: int,
-                 query_channels: int, num_classes: int, dropout: float) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        channels: int,
+        dilations: tuple[int, ...],
+        bottleneck: int,
+        query_channels: int,
+        num_classes: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
         # No BN on the pooled 1x1 map: its batch statistics would need a batch > 1 per process.
         self.image_pool = nn.Sequential(nn.Conv2d(in_ch, channels, 1), nn.ReLU(inplace=True))
@@ -26,8 +34,9 @@ class ASPPHead(nn.Module):
         )
         concat = channels * (len(dilations) + 1)
         self.bottleneck = ConvBNReLU(concat, bottleneck, 3)
-        self.classifier = nn.Sequential(nn.Dropout2d(dropout),
-                                        nn.Conv2d(bottleneck, num_classes, 1))
+        self.classifier = nn.Sequential(
+            nn.Dropout2d(dropout), nn.Conv2d(bottleneck, num_classes, 1)
+        )
         self.to_embedding = ConvBNReLU(concat, query_channels, kernel=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,8 +58,9 @@ class MemoryBank(nn.Module):
         if self.frozen:
             raise RuntimeError("the memory bank is frozen (inference model); it cannot be written")
         if labels.shape[-2:] != features.shape[-2:]:
-            labels = F.interpolate(labels[:, None].float(), size=features.shape[-2:],
-                                   mode="nearest")[:, 0]
+            labels = F.interpolate(
+                labels[:, None].float(), size=features.shape[-2:], mode="nearest"
+            )[:, 0]
         num_classes, dim = self.prototypes.shape
         feats = features.detach().float().permute(0, 2, 3, 1).reshape(-1, dim)
         labels = labels.reshape(-1).long()
@@ -68,15 +69,17 @@ class MemoryBank(nn.Module):
 
         old = self.prototypes.float()
         count = torch.zeros(num_classes, device=feats.device).index_add_(
-            0, labels, torch.ones_like(labels, dtype=torch.float32))
+            0, labels, torch.ones_like(labels, dtype=torch.float32)
+        )
         mean = torch.zeros_like(old).index_add_(0, labels, feats) / count.clamp_min(1)[:, None]
         dissim = 1.0 - F.cosine_similarity(feats, old[labels], dim=1)
         dissim_sum = torch.zeros(num_classes, device=feats.device).index_add_(0, labels, dissim)
         weighted = torch.zeros_like(old).index_add_(0, labels, dissim[:, None] * feats)
         # All features equal to the prototype (sum of 1 - cos = 0): their mean is the fair answer.
         degenerate = dissim_sum <= 1e-12
-        weighted = torch.where(degenerate[:, None], mean,
-                               weighted / dissim_sum.clamp_min(1e-12)[:, None])
+        weighted = torch.where(
+            degenerate[:, None], mean, weighted / dissim_sum.clamp_min(1e-12)[:, None]
+        )
         moved = self.momentum * old + (1.0 - self.momentum) * weighted
         candidate = torch.where(self.initialised[:, None], moved, mean)
         present = (count > 0).float()

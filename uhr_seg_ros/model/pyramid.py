@@ -30,8 +30,9 @@ class LaplacianInput(nn.Module):
 
     def down(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian blur (reflect padding) and stride 2: ``(B, 3, H, W) -> (B, 3, H/2, W/2)``."""
-        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.kernel.to(x.dtype),
-                        stride=2, groups=3)
+        return F.conv2d(
+            F.pad(x, (2, 2, 2, 2), mode="reflect"), self.kernel.to(x.dtype), stride=2, groups=3
+        )
 
     @staticmethod
     def up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

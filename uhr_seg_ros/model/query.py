@@ -14,8 +14,9 @@ from torch import nn
 from .backbones import ConvBNReLU
 
 
-def nearest_cells(query_size: int, source_size: int,
-                  device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_cells(
+    query_size: int, source_size: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest source cell of each query cell centre along one axis, and the relative offset.
 
     Both grids tile the same extent ``[-1, 1]`` (``align_corners=False`` convention). Query
@@ -66,8 +67,9 @@ class HighResQuery(nn.Module):
     shallow logits ``aux8`` (stride 8). Input width ``(E + P) + 2 (C + P)``, ``P = 2 + 4n``.
     """
 
-    def __init__(self, embed_channels: int, num_classes: int, num_frequencies: int,
-                 hidden: tuple[int, ...]) -> None:
+    def __init__(
+        self, embed_channels: int, num_classes: int, num_frequencies: int, hidden: tuple[int, ...]
+    ) -> None:
         super().__init__()
         encodings = [FourierOffsetEncoding(num_frequencies) for _ in range(3)]
         self.encodings = nn.ModuleList(encodings)
@@ -80,8 +82,13 @@ class HighResQuery(nn.Module):
         layers.append(nn.Conv2d(in_ch, num_classes, 1))
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, embedding: torch.Tensor, aux16_m: torch.Tensor, aux8: torch.Tensor,
-                query_size: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self,
+        embedding: torch.Tensor,
+        aux16_m: torch.Tensor,
+        aux8: torch.Tensor,
+        query_size: tuple[int, int],
+    ) -> torch.Tensor:
         """Logits ``(B, C, *query_size)`` from sources ``(B, *, h_s, w_s)`` of any size."""
         height, width = query_size
         parts = []
@@ -89,8 +96,9 @@ class HighResQuery(nn.Module):
             rows, dy = nearest_cells(height, source.shape[-2], source.device)
             cols, dx = nearest_cells(width, source.shape[-1], source.device)
             picked = source.index_select(2, rows).index_select(3, cols)
-            offsets = torch.stack([dy[:, None].expand(height, width),
-                                   dx[None, :].expand(height, width)])
+            offsets = torch.stack(
+                [dy[:, None].expand(height, width), dx[None, :].expand(height, width)]
+            )
             code = encoding(offsets).to(picked.dtype)
             parts += [picked, code.expand(source.shape[0], -1, -1, -1)]
         return self.mlp(torch.cat(parts, dim=1))

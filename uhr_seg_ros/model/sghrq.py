@@ -52,8 +52,15 @@ class SGHRQ(SegmentationModel):
         self.register_buffer("pixel_std", torch.tensor(c.std).view(1, 3, 1, 1), persistent=False)
         # Semantic branch.
         self.semantic = ResNetV1c(c.stem_widths, c.resnet_widths)
-        self.aspp = ASPPHead(c.resnet_widths[3], c.aspp_channels, c.aspp_dilations,
-                             c.aspp_bottleneck, c.query_channels, c.num_classes, c.dropout)
+        self.aspp = ASPPHead(
+            c.resnet_widths[3],
+            c.aspp_channels,
+            c.aspp_dilations,
+            c.aspp_bottleneck,
+            c.query_channels,
+            c.num_classes,
+            c.dropout,
+        )
         # Shallow (memory-based interaction) branch.
         self.pyramid = LaplacianInput()
         self.shallow = STDCShallow(9, c.stdc_widths, c.stdc_blocks)
@@ -72,8 +79,9 @@ class SGHRQ(SegmentationModel):
         0..255, ``H`` and ``W`` multiples of :attr:`size_divisor`."""
         return self._branches(x, labels=None)["logits"]
 
-    def forward_train(self, x: torch.Tensor,
-                      labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Every output the losses need, for patches ``x`` as in :meth:`forward`.
 
         With ``labels`` (int ``(B, H, W)``, 255 = ignore) and an unfrozen bank, the bank is first
@@ -83,12 +91,21 @@ class SGHRQ(SegmentationModel):
         ``affinity_shallow``/``affinity_semantic`` (stride 32).
         """
         if self.train_heads is None:
-            raise RuntimeError("this model was built for inference without its training heads; "
-                               "train a model from build_model(config) (load weights into it "
-                               "with load_state_dict(..., strict=False))")
+            raise RuntimeError(
+                "this model was built for inference without its training heads; "
+                "train a model from build_model(config) (load weights into it "
+                "with load_state_dict(..., strict=False))"
+            )
         out = self._branches(x, labels=labels)
-        out.update(self.train_heads(out.pop("image"), out.pop("layer3"), out.pop("embedding"),
-                                    out.pop("feat8"), out.pop("feat16")))
+        out.update(
+            self.train_heads(
+                out.pop("image"),
+                out.pop("layer3"),
+                out.pop("embedding"),
+                out.pop("feat8"),
+                out.pop("feat16"),
+            )
+        )
         return out
 
     def _branches(self, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -111,22 +128,38 @@ class SGHRQ(SegmentationModel):
 
         query = self.query(embedding, aux16_m, aux8, (feat8.shape[-2], feat8.shape[-1]))
         logits = F.interpolate(query, size=(height, width), mode="bilinear", align_corners=False)
-        return {"logits": logits, "aspp": aspp_logits, "aux8": aux8, "aux16": aux16,
-                "aux16_m": aux16_m, "semantic_features": layer4, "image": image,
-                "layer3": layer3, "embedding": embedding, "feat8": feat8, "feat16": feat16}
+        return {
+            "logits": logits,
+            "aspp": aspp_logits,
+            "aux8": aux8,
+            "aux16": aux16,
+            "aux16_m": aux16_m,
+            "semantic_features": layer4,
+            "image": image,
+            "layer3": layer3,
+            "embedding": embedding,
+            "feat8": feat8,
+            "feat16": feat16,
+        }
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"SGHRQ expects patches (B, 3, H, W) RGB 0..255, got shape "
-                             f"{tuple(x.shape)}; convert HxWx3 images with "
-                             "torch.from_numpy(img).permute(2, 0, 1)[None].float()")
+            raise ValueError(
+                f"SGHRQ expects patches (B, 3, H, W) RGB 0..255, got shape "
+                f"{tuple(x.shape)}; convert HxWx3 images with "
+                "torch.from_numpy(img).permute(2, 0, 1)[None].float()"
+            )
         if not x.is_floating_point():
-            raise ValueError(f"SGHRQ expects a float tensor with values 0..255, got {x.dtype}; "
-                             "call .float() (or .half() on CUDA) first")
+            raise ValueError(
+                f"SGHRQ expects a float tensor with values 0..255, got {x.dtype}; "
+                "call .float() (or .half() on CUDA) first"
+            )
         if x.shape[-2] % self.size_divisor or x.shape[-1] % self.size_divisor:
-            raise ValueError(f"patch size {tuple(x.shape[-2:])} is not a multiple of "
-                             f"{self.size_divisor}; pad or crop the patch (the tiling planner "
-                             "does this for you)")
+            raise ValueError(
+                f"patch size {tuple(x.shape[-2:])} is not a multiple of "
+                f"{self.size_divisor}; pad or crop the patch (the tiling planner "
+                "does this for you)"
+            )
 
     # ------------------------------------------------------------------------------ state
     def freeze_memory_bank(self) -> None:
@@ -135,20 +168,23 @@ class SGHRQ(SegmentationModel):
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict without the training-only heads (what deployment needs)."""
-        return {k: v for k, v in self.state_dict().items()
-                if not k.startswith(TRAIN_HEADS_PREFIX)}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(TRAIN_HEADS_PREFIX)}
 
     def parameter_counts(self) -> dict[str, int]:
         """``{"inference": n, "training_heads": m}`` parameter counts."""
         heads = sum(p.numel() for p in self.train_heads.parameters()) if self.train_heads else 0
-        return {"inference": sum(p.numel() for p in self.parameters()) - heads,
-                "training_heads": heads}
+        return {
+            "inference": sum(p.numel() for p in self.parameters()) - heads,
+            "training_heads": heads,
+        }
 
 
 def build_model(config: SGHRQConfig, training_heads: bool = True) -> SGHRQ:
     """A randomly initialised :class:`SGHRQ` (train mode, bank empty and writable);
     ``training_heads=False`` builds the inference graph only."""
     if not isinstance(config, SGHRQConfig):
-        raise TypeError(f"build_model needs an SGHRQConfig, got {type(config).__name__}; "
-                        "use SGHRQConfig.from_dict(...) for a dict")
+        raise TypeError(
+            f"build_model needs an SGHRQConfig, got {type(config).__name__}; "
+            "use SGHRQConfig.from_dict(...) for a dict"
+        )
     return SGHRQ(config, training_heads)

@@ -32,8 +32,9 @@ class SRDecoder(nn.Module):
         self.to_rgb = nn.Conv2d(quarter, 3, 3, padding=1)
 
     def forward(self, feat8: torch.Tensor, feat16: torch.Tensor) -> torch.Tensor:
-        x = self.lateral8(feat8) + F.interpolate(self.lateral16(feat16), size=feat8.shape[-2:],
-                                                 mode="bilinear", align_corners=False)
+        x = self.lateral8(feat8) + F.interpolate(
+            self.lateral16(feat16), size=feat8.shape[-2:], mode="bilinear", align_corners=False
+        )
         x = self.refine(x)
         for conv in self.up:
             x = conv(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
@@ -45,8 +46,11 @@ class FCNAuxHead(nn.Module):
 
     def __init__(self, in_ch: int, channels: int, num_classes: int, dropout: float) -> None:
         super().__init__()
-        self.layers = nn.Sequential(ConvBNReLU(in_ch, channels, 3), nn.Dropout2d(dropout),
-                                    nn.Conv2d(channels, num_classes, 1))
+        self.layers = nn.Sequential(
+            ConvBNReLU(in_ch, channels, 3),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(channels, num_classes, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -68,16 +72,23 @@ class TrainingHeads(nn.Module):
         self.affinity_shallow = nn.Conv2d(c.stdc_widths[3], c.affinity_channels, 1)
         self.affinity_semantic = nn.Conv2d(c.query_channels, c.affinity_channels, 1)
 
-    def forward(self, image: torch.Tensor, layer3: torch.Tensor, embedding: torch.Tensor,
-                feat8: torch.Tensor, feat16: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        image: torch.Tensor,
+        layer3: torch.Tensor,
+        embedding: torch.Tensor,
+        feat8: torch.Tensor,
+        feat16: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """``image``: the normalised patch ``(B, 3, H, W)``; the rest as produced by the branches.
 
         Returns ``fcn`` logits (stride 32 of the patch), ``sr`` and ``sr_target``
         ``(B, 3, H/2, W/2)``, ``affinity_shallow`` and ``affinity_semantic``
         ``(B, A, H/32, W/32)``.
         """
-        shallow = F.adaptive_avg_pool2d(self.affinity_shallow(feat16),
-                                        (embedding.shape[-2], embedding.shape[-1]))
+        shallow = F.adaptive_avg_pool2d(
+            self.affinity_shallow(feat16), (embedding.shape[-2], embedding.shape[-1])
+        )
         return {
             "fcn": self.fcn(layer3),
             "sr": self.sr_decoder(feat8, feat16),

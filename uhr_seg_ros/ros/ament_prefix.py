@@ -63,9 +63,14 @@ def _shared_files(checkout: Path) -> list[Path]:
     for name in SHARED:
         root = checkout / name
         candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        files += [p.relative_to(checkout) for p in candidates
-                  if not any(part.startswith(".") or part == "__pycache__"
-                             for part in p.relative_to(checkout).parts)]
+        files += [
+            p.relative_to(checkout)
+            for p in candidates
+            if not any(
+                part.startswith(".") or part == "__pycache__"
+                for part in p.relative_to(checkout).parts
+            )
+        ]
     return files
 
 
@@ -78,8 +83,10 @@ def link_checkout(prefix: Path, checkout: Path = REPO_ROOT) -> list[Path]:
     prefix, checkout = prefix.absolute(), checkout.resolve()
     missing = [name for name in EXECUTABLES if not (prefix / "bin" / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{', '.join(missing)} not in {prefix / 'bin'}: pip install "
-                                f"-e {checkout} into that venv first")
+        raise FileNotFoundError(
+            f"{', '.join(missing)} not in {prefix / 'bin'}: pip install "
+            f"-e {checkout} into that venv first"
+        )
     marker = marker_path(prefix)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
@@ -89,8 +96,10 @@ def link_checkout(prefix: Path, checkout: Path = REPO_ROOT) -> list[Path]:
         share.unlink()
     elif share.is_dir():  # only links are kept there: rebuild so removed files disappear
         if any(p.is_file() and not p.is_symlink() for p in share.rglob("*")):
-            raise FileExistsError(f"{share} holds installed files (a non-editable install?): "
-                                  "pip uninstall uhr_seg_ros, remove it, and run this again")
+            raise FileExistsError(
+                f"{share} holds installed files (a non-editable install?): "
+                "pip uninstall uhr_seg_ros, remove it, and run this again"
+            )
         shutil.rmtree(share)
     for relative in _shared_files(checkout):
         _symlink(share / relative, checkout / relative)
@@ -115,11 +124,20 @@ def add_activate_hook(prefix: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uhr_seg_ros.ros.ament_prefix",
-        description="Register this checkout (editable install) in a venv's ament index.")
-    parser.add_argument("prefix", nargs="?", type=Path, default=Path(sys.prefix),
-                        help="the venv (default: the running Python's)")
-    parser.add_argument("--activate-hook", action="store_true",
-                        help="make `source VENV/bin/activate` set AMENT_PREFIX_PATH")
+        description="Register this checkout (editable install) in a venv's ament index.",
+    )
+    parser.add_argument(
+        "prefix",
+        nargs="?",
+        type=Path,
+        default=Path(sys.prefix),
+        help="the venv (default: the running Python's)",
+    )
+    parser.add_argument(
+        "--activate-hook",
+        action="store_true",
+        help="make `source VENV/bin/activate` set AMENT_PREFIX_PATH",
+    )
     args = parser.parse_args(argv)
     try:
         link_checkout(args.prefix)
@@ -127,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"ament prefix {args.prefix.absolute()}: package {PACKAGE} -> {REPO_ROOT}"
-          + ("; bin/activate now sets AMENT_PREFIX_PATH" if hooked else ""))
+    print(
+        f"ament prefix {args.prefix.absolute()}: package {PACKAGE} -> {REPO_ROOT}"
+        + ("; bin/activate now sets AMENT_PREFIX_PATH" if hooked else "")
+    )
     return 0
 
 

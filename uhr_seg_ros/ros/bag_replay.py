@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-DECODERS: dict[str, Callable[..., np.ndarray]] = {IMAGE: image_to_rgb,
-                                                 COMPRESSED_IMAGE: compressed_to_rgb}
-STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP,
-                                      "sqlite3": StoragePlugin.SQLITE3}
+DECODERS: dict[str, Callable[..., np.ndarray]] = {
+    IMAGE: image_to_rgb,
+    COMPRESSED_IMAGE: compressed_to_rgb,
+}
+STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 #: rosbag2 metadata version written: 8 is the oldest rosbags writes (read by Iron and later).
 BAG_VERSION: Literal[8] = 8
 
@@ -76,23 +77,34 @@ def _select_connections(reader: Reader, topics: Sequence[str] | None) -> list[An
         if missing:
             raise ValueError(
                 f"no image topic {', '.join(missing)} in {reader.path}; image topics there: "
-                f"{', '.join(sorted(available)) or 'none'}")
+                f"{', '.join(sorted(available)) or 'none'}"
+            )
         images = [c for c in images if c.topic in topics]
     if not images:
         found = ", ".join(sorted(f"{c.topic} ({c.msgtype})" for c in reader.connections))
-        raise ValueError(f"{reader.path} has no sensor_msgs/Image or CompressedImage topic "
-                         f"(topics: {found or 'none'})")
+        raise ValueError(
+            f"{reader.path} has no sensor_msgs/Image or CompressedImage topic "
+            f"(topics: {found or 'none'})"
+        )
     outputs = [mask_topic_for(c.topic) for c in images]
     clashing = sorted({t for t in outputs if outputs.count(t) > 1})
     if clashing:
-        raise ValueError(f"several input topics would write to {', '.join(clashing)} (raw and "
-                         "compressed of one camera?); choose one with --topic")
+        raise ValueError(
+            f"several input topics would write to {', '.join(clashing)} (raw and "
+            "compressed of one camera?); choose one with --topic"
+        )
     return images
 
 
-def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Segmenter, *,
-               topics: Sequence[str] | None = None, storage: str | None = None,
-               max_pixels: int | None = MAX_FRAME_PIXELS) -> ReplayReport:
+def replay_bag(
+    in_bag: str | Path,
+    out_bag: str | Path,
+    segmenter: Segmenter,
+    *,
+    topics: Sequence[str] | None = None,
+    storage: str | None = None,
+    max_pixels: int | None = MAX_FRAME_PIXELS,
+) -> ReplayReport:
     """Segment every frame of the image ``topics`` (all image topics when None) of ``in_bag``
     into a new bag ``out_bag`` (``storage``: ``mcap`` | ``sqlite3``, default the input's).
     Frames over ``max_pixels`` (the node's ``max_frame_pixels`` default; None: no limit) are
@@ -119,8 +131,10 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Segmenter, *,
         report = ReplayReport(topics={c.topic: mask_topic_for(c.topic) for c in inputs})
         writer = Writer(out_bag, version=BAG_VERSION, storage_plugin=STORAGES[storage])
         with writer:
-            outputs = {c.id: writer.add_connection(mask_topic_for(c.topic), IMAGE,
-                                                   typestore=typestore) for c in inputs}
+            outputs = {
+                c.id: writer.add_connection(mask_topic_for(c.topic), IMAGE, typestore=typestore)
+                for c in inputs
+            }
             for connection, timestamp, rawdata in reader.messages(connections=inputs):
                 report.frames_read += 1
                 try:
@@ -141,11 +155,16 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Segmenter, *,
                     _skip(report, "inference_failed", connection.topic, timestamp, exc)
                     continue
                 mask = result.mask
-                out = mask_type(header=msg.header, height=mask.shape[0], width=mask.shape[1],
-                                encoding="mono8", is_bigendian=0, step=mask.shape[1],
-                                data=np.ascontiguousarray(mask).reshape(-1))
-                writer.write(outputs[connection.id], timestamp,
-                             typestore.serialize_cdr(out, IMAGE))
+                out = mask_type(
+                    header=msg.header,
+                    height=mask.shape[0],
+                    width=mask.shape[1],
+                    encoding="mono8",
+                    is_bigendian=0,
+                    step=mask.shape[1],
+                    data=np.ascontiguousarray(mask).reshape(-1),
+                )
+                writer.write(outputs[connection.id], timestamp, typestore.serialize_cdr(out, IMAGE))
                 report.masks_written += 1
                 report.segment_ms += result.timings_ms.get("total", 0.0)
     return report

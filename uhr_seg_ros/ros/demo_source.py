@@ -55,7 +55,8 @@ def frame_loaders(source: str, synthetic_size: tuple[int, int]) -> list[FrameLoa
         if not path.is_file():
             raise FileNotFoundError(
                 f"the bundled sample frame {path} is missing; use source:=synthetic or "
-                "source:=/path/to/images")
+                "source:=/path/to/images"
+            )
         return [partial(read_rgb, path)]
     if source == "synthetic":
         return [partial(_scene, synthetic_size, i) for i in range(SYNTHETIC_SCENES)]
@@ -65,11 +66,11 @@ def frame_loaders(source: str, synthetic_size: tuple[int, int]) -> list[FrameLoa
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise FileNotFoundError(
-                f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
         return [partial(read_rgb, p) for p in images]
     raise FileNotFoundError(
-        f"source {source!r} is neither 'sample', 'synthetic', an image file nor a folder")
+        f"source {source!r} is neither 'sample', 'synthetic', an image file nor a folder"
+    )
 
 
 def _scene(size: tuple[int, int], index: int) -> np.ndarray:
@@ -102,26 +103,30 @@ class DemoSource(Node):
         self._frame_id = str(self.declare_parameter("frame_id", "camera").value)
         reliability = str(self.declare_parameter("reliability", "best_effort").value)
         synthetic_size: tuple[int, ...] = tuple(
-            self.declare_parameter("synthetic_size", [2048, 2048]).value)
+            self.declare_parameter("synthetic_size", [2048, 2048]).value
+        )
         if rate_hz <= 0 or self._count < 0:
-            raise ValueError(f"rate_hz must be > 0 and count >= 0, got {rate_hz} and "
-                             f"{self._count}")
+            raise ValueError(f"rate_hz must be > 0 and count >= 0, got {rate_hz} and {self._count}")
         if self._encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self._encoding!r}")
         if reliability not in RELIABILITIES:
-            raise ValueError(f"reliability must be one of {tuple(RELIABILITIES)}, got "
-                             f"{reliability!r}")
+            raise ValueError(
+                f"reliability must be one of {tuple(RELIABILITIES)}, got {reliability!r}"
+            )
         if len(synthetic_size) != 2 or min(synthetic_size) < 32:
-            raise ValueError(f"synthetic_size must be [height, width] >= 32, got "
-                             f"{list(synthetic_size)}")
+            raise ValueError(
+                f"synthetic_size must be [height, width] >= 32, got {list(synthetic_size)}"
+            )
 
         self._loaders = frame_loaders(source, (int(synthetic_size[0]), int(synthetic_size[1])))
         self._cache: dict[int, Image] | None = {} if len(self._loaders) <= CACHE_LIMIT else None
         # Sensor-data QoS like a camera driver (keep last 5, volatile); reliability selectable.
-        qos = QoSProfile(history=qos_profile_sensor_data.history,
-                         depth=qos_profile_sensor_data.depth,
-                         durability=qos_profile_sensor_data.durability,
-                         reliability=RELIABILITIES[reliability])
+        qos = QoSProfile(
+            history=qos_profile_sensor_data.history,
+            depth=qos_profile_sensor_data.depth,
+            durability=qos_profile_sensor_data.durability,
+            reliability=RELIABILITIES[reliability],
+        )
         self._publisher = self.create_publisher(Image, "image", qos)
         self._sent = 0
         self._next_index = 0
@@ -131,7 +136,8 @@ class DemoSource(Node):
         self._timer = self.create_timer(1.0 / rate_hz, self._tick)
         self.get_logger().info(
             f"publishing {len(self._loaders)} frame(s) from {source!r} on "
-            f"{self._publisher.topic_name} at {rate_hz:g} Hz ({self._encoding}, {reliability})")
+            f"{self._publisher.topic_name} at {rate_hz:g} Hz ({self._encoding}, {reliability})"
+        )
 
     def _message(self, index: int) -> Image:
         """Frame ``index`` as a message, built on first use (kept when the source is small)."""

@@ -69,20 +69,25 @@ SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 def _check_size(height: int, width: int, max_pixels: int | None, what: str) -> None:
     if height <= 0 or width <= 0:
         raise ImageConversionError(
-            "zero_size", f"{what} has zero size ({width}×{height}); the publisher sent an empty "
-            "frame")
+            "zero_size",
+            f"{what} has zero size ({width}×{height}); the publisher sent an empty frame",
+        )
     if max_pixels is not None and height * width > max_pixels:
         raise ImageConversionError(
-            "too_large", f"{what} is {width}×{height} = {height * width} pixels, over "
-            f"max_frame_pixels={max_pixels}; raise max_frame_pixels if the frame is intended")
+            "too_large",
+            f"{what} is {width}×{height} = {height * width} pixels, over "
+            f"max_frame_pixels={max_pixels}; raise max_frame_pixels if the frame is intended",
+        )
 
 
 def _layout_of(msg: Any) -> _Layout:
     layout = _LAYOUTS.get(msg.encoding)
     if layout is None:
         raise ImageConversionError(
-            "unknown_encoding", f"image encoding {msg.encoding!r} is not supported; publish "
-            f"one of {', '.join(SUPPORTED_ENCODINGS)} (or use the compressed transport)")
+            "unknown_encoding",
+            f"image encoding {msg.encoding!r} is not supported; publish "
+            f"one of {', '.join(SUPPORTED_ENCODINGS)} (or use the compressed transport)",
+        )
     return layout
 
 
@@ -91,23 +96,30 @@ def _rows(msg: Any, layout: _Layout) -> np.ndarray:
     row_bytes = msg.width * layout.channels * layout.bytes_per_channel
     if msg.step < row_bytes:
         raise ImageConversionError(
-            "step_mismatch", f"step {msg.step} is smaller than one row of {msg.width} "
-            f"{msg.encoding} pixels ({row_bytes} bytes); the publisher's step is wrong")
+            "step_mismatch",
+            f"step {msg.step} is smaller than one row of {msg.width} "
+            f"{msg.encoding} pixels ({row_bytes} bytes); the publisher's step is wrong",
+        )
     expected = msg.step * msg.height
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
     if buffer.size < expected:
         raise ImageConversionError(
-            "truncated", f"data holds {buffer.size} bytes, step × height = {msg.step} × "
-            f"{msg.height} needs {expected}; the frame was truncated")
+            "truncated",
+            f"data holds {buffer.size} bytes, step × height = {msg.step} × "
+            f"{msg.height} needs {expected}; the frame was truncated",
+        )
     if buffer.size > expected:
         raise ImageConversionError(
-            "step_mismatch", f"data holds {buffer.size} bytes but step × height = {msg.step} × "
-            f"{msg.height} = {expected}; step or height is wrong")
+            "step_mismatch",
+            f"data holds {buffer.size} bytes but step × height = {msg.step} × "
+            f"{msg.height} = {expected}; step or height is wrong",
+        )
     return buffer.reshape(msg.height, msg.step)[:, :row_bytes]
 
 
-def _numpy_to_rgb(msg: Any, layout: _Layout, rows: np.ndarray,
-                  out: np.ndarray | None) -> np.ndarray:
+def _numpy_to_rgb(
+    msg: Any, layout: _Layout, rows: np.ndarray, out: np.ndarray | None
+) -> np.ndarray:
     if layout.bytes_per_channel == 2:
         pixels = rows.view(">u2" if msg.is_bigendian else "<u2")
         # round(v * 255 / 65535) == (v + 128) // 257 for every 16-bit v (no ties: 257 is odd).
@@ -131,12 +143,18 @@ def _cv_bridge_converts(msg: Any, layout: _Layout) -> bool:
     whole pixels and byte-swaps with an API NumPy 2 removed. Other frames take the numpy path."""
     whole_pixels = msg.step % (layout.channels * layout.bytes_per_channel) == 0
     native_order = layout.bytes_per_channel == 1 or bool(msg.is_bigendian) == (
-        sys.byteorder == "big")
+        sys.byteorder == "big"
+    )
     return msg.encoding in _CV_BRIDGE_ENCODINGS and whole_pixels and native_order
 
 
-def image_to_rgb(msg: Any, *, max_pixels: int | None = None, out: np.ndarray | None = None,
-                 use_cv_bridge: bool | None = None) -> np.ndarray:
+def image_to_rgb(
+    msg: Any,
+    *,
+    max_pixels: int | None = None,
+    out: np.ndarray | None = None,
+    use_cv_bridge: bool | None = None,
+) -> np.ndarray:
     """Decode a ``sensor_msgs/Image`` into an ``H×W×3`` uint8 RGB array.
 
     Args:
@@ -209,16 +227,20 @@ def compressed_to_rgb(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-_JPEG_TAIL:].tobytes():
         # Some libjpeg builds decode a cut-off JPEG into a half-grey frame instead of failing.
         raise ImageConversionError(
-            "truncated", f"JPEG of {data.size} bytes has no end-of-image marker; the frame was "
-            "cut off in transit or by the camera driver")
+            "truncated",
+            f"JPEG of {data.size} bytes has no end-of-image marker; the frame was "
+            "cut off in transit or by the camera driver",
+        )
     size = _encoded_size(data)
     if size is not None:
         _check_size(*size, max_pixels, f"compressed image ({msg.format})")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(
-            "corrupt", f"cannot decode {data.size} bytes of compressed image (format "
-            f"{msg.format!r}); the data is corrupt or not an image")
+            "corrupt",
+            f"cannot decode {data.size} bytes of compressed image (format "
+            f"{msg.format!r}); the data is corrupt or not an image",
+        )
     _check_size(bgr.shape[0], bgr.shape[1], max_pixels, f"compressed image ({msg.format})")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
@@ -234,8 +256,7 @@ def fill_image_msg(msg: Any, pixels: np.ndarray, header: Any) -> Any:
     input frame's (same stamp and frame_id, so consumers can pair mask and image).
     """
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-        raise ValueError(f"expected a uint8 H×W or H×W×3 array, got {pixels.dtype} "
-                         f"{pixels.shape}")
+        raise ValueError(f"expected a uint8 H×W or H×W×3 array, got {pixels.dtype} {pixels.shape}")
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if channels not in _ENCODING_OF_CHANNELS:
         raise ValueError(f"expected 1 or 3 channels, got {channels}")

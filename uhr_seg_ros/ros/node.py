@@ -52,8 +52,10 @@ OOM_CAP_FACTOR = 0.75
 #: Seconds between two log lines about rejected frames (every frame is still counted).
 REJECT_LOG_PERIOD_S = 5.0
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-_RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
-                "reliable": ReliabilityPolicy.RELIABLE}
+_RELIABILITY = {
+    "best_effort": ReliabilityPolicy.BEST_EFFORT,
+    "reliable": ReliabilityPolicy.RELIABLE,
+}
 
 
 class FrameRejected(Exception):
@@ -66,19 +68,25 @@ class FrameRejected(Exception):
 
 def topic_qos(reliability: str) -> QoSProfile:
     """Keep-last-1, volatile: only the newest frame or mask matters for a live stream."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                      reliability=_RELIABILITY[reliability],
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=_RELIABILITY[reliability],
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def segmenter_settings(params: NodeParams) -> SegmenterSettings:
     """The core's settings for these parameters (the ROS sentinels 0/-1 become None)."""
     return SegmenterSettings(
-        model_path=params.model_path or None, backend_order=params.backend_order,
-        precision=params.precision, memory_cap_mb=params.memory_cap_mb,
+        model_path=params.model_path or None,
+        backend_order=params.backend_order,
+        precision=params.precision,
+        memory_cap_mb=params.memory_cap_mb,
         patch_size=params.patch_size or None,
         overlap=None if params.overlap < 0 else params.overlap,
-        batch_size=params.batch_size or None)
+        batch_size=params.batch_size or None,
+    )
 
 
 class _RosLogHandler(logging.Handler):
@@ -161,8 +169,9 @@ class SegNode(LifecycleNode):
 
         # Always reliable: diagnostic aggregators and rqt subscribe reliably. Published in every
         # state, so a failed configure is seen where flight logs look.
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
-                                                      DIAGNOSTICS_QOS)
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS
+        )
         self._worker = threading.Thread(target=self._work, name="uhr_seg_worker", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
@@ -186,7 +195,8 @@ class SegNode(LifecycleNode):
             self._configure_error = f"configure failed: {exc}"
             self.get_logger().error(
                 f"{self._configure_error}. The node stays unconfigured; fix the parameter "
-                "(ros2 param set) and configure again (ros2 lifecycle set <node> configure).")
+                "(ros2 param set) and configure again (ros2 lifecycle set <node> configure)."
+            )
             self._publish_diagnostics()
             return TransitionCallbackReturn.FAILURE
         self.params, self._segmenter, self._configure_error = params, segmenter, ""
@@ -194,7 +204,8 @@ class SegNode(LifecycleNode):
         self._set_state("inactive")
         self.get_logger().info(
             f"configured: {self._image_sub.topic_name} -> {self._mask_pub.topic_name} with "
-            f"{segmenter.describe()}")
+            f"{segmenter.describe()}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -251,8 +262,11 @@ class SegNode(LifecycleNode):
         self._stats_pub = self.create_publisher(DiagnosticArray, "stats", out_qos)
         compressed = self.params.input_transport == "compressed"
         self._image_sub = self.create_subscription(
-            CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
-            self._on_frame, topic_qos(self.params.input_reliability))
+            CompressedImage if compressed else Image,
+            "image/compressed" if compressed else "image",
+            self._on_frame,
+            topic_qos(self.params.input_reliability),
+        )
         self._schedule_stats(self.params.stats_rate_hz)
 
     def _stop_taking_frames(self) -> None:
@@ -268,10 +282,12 @@ class SegNode(LifecycleNode):
     def _release(self) -> None:
         """Destroy the topics and free the Segmenter and the device memory it held."""
         self._schedule_stats(0.0)
-        for entity, destroy in ((self._image_sub, self.destroy_subscription),
-                                (self._mask_pub, self.destroy_publisher),
-                                (self._color_pub, self.destroy_publisher),
-                                (self._stats_pub, self.destroy_publisher)):
+        for entity, destroy in (
+            (self._image_sub, self.destroy_subscription),
+            (self._mask_pub, self.destroy_publisher),
+            (self._color_pub, self.destroy_publisher),
+            (self._stats_pub, self.destroy_publisher),
+        ):
             if entity is not None:
                 destroy(entity)
         self._image_sub = self._mask_pub = self._color_pub = self._stats_pub = None
@@ -290,8 +306,10 @@ class SegNode(LifecycleNode):
             return  # process shutdown: the log could no longer reach /rosout
         if cuda:
             after = torch.cuda.memory_allocated()
-            self.get_logger().info(f"cleaned up: CUDA memory allocated {before / 2**20:.0f} MB "
-                                   f"-> {after / 2**20:.0f} MB")
+            self.get_logger().info(
+                f"cleaned up: CUDA memory allocated {before / 2**20:.0f} MB "
+                f"-> {after / 2**20:.0f} MB"
+            )
         else:
             self.get_logger().info("cleaned up: model and backend released")
 
@@ -332,8 +350,10 @@ class SegNode(LifecycleNode):
             except Exception as exc:
                 if self._stopping or not self.context.ok():
                     return  # shut down mid-frame: the publishers are gone, nothing to report
-                self.get_logger().error(f"publishing stats failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=REJECT_LOG_PERIOD_S)
+                self.get_logger().error(
+                    f"publishing stats failed: {type(exc).__name__}: {exc}",
+                    throttle_duration_sec=REJECT_LOG_PERIOD_S,
+                )
             finally:
                 with self._slot:
                     self._busy = False
@@ -371,11 +391,16 @@ class SegNode(LifecycleNode):
         segmented = time.perf_counter()
         self._publish_masks(msg.header, rgb, result.mask)
         published = time.perf_counter()
-        timings = {("segment" if stage == "total" else stage): ms
-                   for stage, ms in result.timings_ms.items()}
-        timings.update(queue=(started - received_at) * 1e3, decode=(decoded - started) * 1e3,
-                       publish=(published - segmented) * 1e3,
-                       total=(published - received_at) * 1e3)
+        timings = {
+            ("segment" if stage == "total" else stage): ms
+            for stage, ms in result.timings_ms.items()
+        }
+        timings.update(
+            queue=(started - received_at) * 1e3,
+            decode=(decoded - started) * 1e3,
+            publish=(published - segmented) * 1e3,
+            total=(published - received_at) * 1e3,
+        )
         self._last_plan = result.plan.describe()
         self._last_rejection = ""
         self.stats.frame_published(timings, result.peak_memory_mb)
@@ -394,24 +419,31 @@ class SegNode(LifecycleNode):
                 try:
                     self._segmenter.set_memory_cap(cap * OOM_CAP_FACTOR)
                 except ValueError as plan_exc:
-                    raise FrameRejected("out_of_memory", f"CUDA out of memory at a {cap:.0f} MB "
-                                        f"cap and no smaller plan fits: {plan_exc}") from exc
+                    raise FrameRejected(
+                        "out_of_memory",
+                        f"CUDA out of memory at a {cap:.0f} MB "
+                        f"cap and no smaller plan fits: {plan_exc}",
+                    ) from exc
                 self.get_logger().warning(
                     f"CUDA out of memory at a {cap:.0f} MB cap; lowered the cap to "
                     f"{cap * OOM_CAP_FACTOR:.0f} MB and retrying the frame (other processes may "
-                    "be using the GPU; set memory_cap_mb to what is really free)")
+                    "be using the GPU; set memory_cap_mb to what is really free)"
+                )
                 try:
                     return self._segmenter.segment(rgb)
                 except torch.cuda.OutOfMemoryError as again:
                     torch.cuda.empty_cache()
-                    raise FrameRejected("out_of_memory", f"CUDA out of memory again at "
-                                        f"{cap * OOM_CAP_FACTOR:.0f} MB: {again}") from again
+                    raise FrameRejected(
+                        "out_of_memory",
+                        f"CUDA out of memory again at {cap * OOM_CAP_FACTOR:.0f} MB: {again}",
+                    ) from again
 
     def _reject(self, reason: str, message: str) -> None:
         self.stats.frame_rejected(reason)
         self._last_rejection = f"{reason}: {message}"
-        self.get_logger().warning(f"frame rejected ({reason}): {message}",
-                                  throttle_duration_sec=REJECT_LOG_PERIOD_S)
+        self.get_logger().warning(
+            f"frame rejected ({reason}): {message}", throttle_duration_sec=REJECT_LOG_PERIOD_S
+        )
 
     # -- output -----------------------------------------------------------------------------
 
@@ -445,8 +477,11 @@ class SegNode(LifecycleNode):
                 level, message = DiagnosticStatus.OK, f"{state}: no model loaded"
         else:
             level = DiagnosticStatus.WARN if self._last_rejection else DiagnosticStatus.OK
-            message = self.stats.summary() if state == "active" else \
-                f"{state}: frames are counted, not segmented; {self.stats.summary()}"
+            message = (
+                self.stats.summary()
+                if state == "active"
+                else f"{state}: frames are counted, not segmented; {self.stats.summary()}"
+            )
             extra += [
                 ("backend", self._segmenter.backend.describe()),
                 ("memory_cap_mb", f"{self._segmenter.settings.memory_cap_mb:.1f}"),
@@ -457,9 +492,12 @@ class SegNode(LifecycleNode):
             extra.append(("last_rejection", self._last_rejection))
         values = self.stats.diagnostic_values(extra)
         return DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: segmentation", message=message,
+            level=level,
+            name=f"{self.get_name()}: segmentation",
+            message=message,
             hardware_id=self._segmenter.backend.describe() if self._segmenter else "none",
-            values=[KeyValue(key=k, value=v) for k, v in values])
+            values=[KeyValue(key=k, value=v) for k, v in values],
+        )
 
     def _diagnostic_array(self) -> DiagnosticArray:
         array = DiagnosticArray(status=[self._status()])
@@ -487,8 +525,9 @@ class SegNode(LifecycleNode):
         """Apply safe changes (cap, colours, limits, stats rate); refuse the rest with a reason."""
         changes = {p.name: p.value for p in parameters}
         try:
-            params = apply_runtime_changes(self.params, changes,
-                                           configured=self._segmenter is not None)
+            params = apply_runtime_changes(
+                self.params, changes, configured=self._segmenter is not None
+            )
             if self._segmenter is not None:
                 check_against_model(params, self._segmenter.backend.num_classes)
                 # Also when equal to the old value: it restores a cap lowered after an OOM.

@@ -44,39 +44,49 @@ def _param(default: Any, doc: str, *, runtime: bool = False) -> Any:
 class NodeParams:
     """Every parameter of the ``uhr_seg`` node (see config/seg.yaml and docs/node.md)."""
 
-    model_path: str = _param(
-        "", "SGHRQ checkpoint (.pt); empty = the bundled default model")
+    model_path: str = _param("", "SGHRQ checkpoint (.pt); empty = the bundled default model")
     backend_order: tuple[str, ...] = _param(
-        BACKENDS, "backends to try, best first; the first that works is used")
+        BACKENDS, "backends to try, best first; the first that works is used"
+    )
     precision: str = _param("fp16", "fp16 or fp32 on GPU backends (the CPU always runs fp32)")
     memory_cap_mb: float = _param(
-        MEMORY_CAP_MB, "GPU memory cap in MB; the tile plan is chosen to stay under it",
-        runtime=True)
+        MEMORY_CAP_MB,
+        "GPU memory cap in MB; the tile plan is chosen to stay under it",
+        runtime=True,
+    )
     patch_size: int = _param(0, "tile side in pixels (multiple of 32); 0 = planner decides")
     overlap: int = _param(-1, "tile overlap in pixels; -1 = planner decides")
     batch_size: int = _param(0, "tiles per inference batch; 0 = planner decides")
     class_names: tuple[str, ...] = _param(
-        (), "class names for diagnostics; empty = the model's", runtime=True)
+        (), "class names for diagnostics; empty = the model's", runtime=True
+    )
     palette: tuple[int, ...] = _param(
-        (), "flat RGB list r,g,b,r,g,b,... one colour per class; empty = the model's",
-        runtime=True)
+        (), "flat RGB list r,g,b,r,g,b,... one colour per class; empty = the model's", runtime=True
+    )
     publish_color: bool = _param(
-        True, "compute mask_color (still only while someone subscribes)", runtime=True)
+        True, "compute mask_color (still only while someone subscribes)", runtime=True
+    )
     overlay_alpha: float = _param(
-        0.5, "weight of class colours over the image in mask_color; 1 = colours only",
-        runtime=True)
+        0.5, "weight of class colours over the image in mask_color; 1 = colours only", runtime=True
+    )
     input_transport: str = _param("raw", "raw (subscribe image) or compressed (image/compressed)")
     input_reliability: str = _param(
-        "best_effort", "QoS reliability of the input subscription: best_effort or reliable")
+        "best_effort", "QoS reliability of the input subscription: best_effort or reliable"
+    )
     output_reliability: str = _param(
-        "reliable", "QoS reliability of mask, mask_color and stats: reliable or best_effort")
+        "reliable", "QoS reliability of mask, mask_color and stats: reliable or best_effort"
+    )
     max_frame_pixels: int = _param(
-        MAX_FRAME_PIXELS, "frames with more pixels are rejected before decoding", runtime=True)
+        MAX_FRAME_PIXELS, "frames with more pixels are rejected before decoding", runtime=True
+    )
     stats_rate_hz: float = _param(
-        0.0, "rate of the stats topic; 0 = one message per processed frame", runtime=True)
+        0.0, "rate of the stats topic; 0 = one message per processed frame", runtime=True
+    )
     autostart: bool = _param(
-        False, "configure and activate at start-up instead of waiting for a lifecycle manager "
-        "(the launch file's autostart argument sets it)")
+        False,
+        "configure and activate at start-up instead of waiting for a lifecycle manager "
+        "(the launch file's autostart argument sets it)",
+    )
 
 
 _FIELDS = {f.name: f for f in fields(NodeParams)}
@@ -112,8 +122,9 @@ def _coerce_scalar(name: str, value: Any, expected: type) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not expected:
-        raise ParamError(f"{name} must be {expected.__name__}, got {type(value).__name__} "
-                         f"{value!r}")
+        raise ParamError(
+            f"{name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
     return value
 
 
@@ -136,18 +147,24 @@ def _validate(p: NodeParams) -> None:
     if not (math.isfinite(p.memory_cap_mb) and p.memory_cap_mb > 0):
         raise ParamError(f"memory_cap_mb must be a positive number of MB, got {p.memory_cap_mb}")
     if p.patch_size != 0 and (p.patch_size < PATCH_MULTIPLE or p.patch_size % PATCH_MULTIPLE):
-        raise ParamError(f"patch_size must be 0 (automatic) or a positive multiple of "
-                         f"{PATCH_MULTIPLE}, got {p.patch_size}")
+        raise ParamError(
+            f"patch_size must be 0 (automatic) or a positive multiple of "
+            f"{PATCH_MULTIPLE}, got {p.patch_size}"
+        )
     if p.overlap < -1 or (p.patch_size and p.overlap >= p.patch_size):
-        raise ParamError(f"overlap must be -1 (automatic) or 0 <= overlap < patch_size, got "
-                         f"{p.overlap} with patch_size {p.patch_size}")
+        raise ParamError(
+            f"overlap must be -1 (automatic) or 0 <= overlap < patch_size, got "
+            f"{p.overlap} with patch_size {p.patch_size}"
+        )
     if p.batch_size < 0:
         raise ParamError(f"batch_size must be 0 (automatic) or positive, got {p.batch_size}")
     if any(not name.strip() for name in p.class_names):
         raise ParamError(f"class_names must not contain empty names: {list(p.class_names)}")
     if len(p.palette) % 3 or any(not 0 <= v <= 255 for v in p.palette):
-        raise ParamError("palette must be a flat list of r,g,b triples with values 0..255, got "
-                         f"{len(p.palette)} values")
+        raise ParamError(
+            "palette must be a flat list of r,g,b triples with values 0..255, got "
+            f"{len(p.palette)} values"
+        )
     if not 0.0 <= p.overlay_alpha <= 1.0:
         raise ParamError(f"overlay_alpha must be within 0..1, got {p.overlay_alpha}")
     if p.max_frame_pixels <= 0:
@@ -167,26 +184,35 @@ def parse_params(values: Mapping[str, Any], base: NodeParams | None = None) -> N
     """
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
-        raise ParamError(f"unknown parameter(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(PARAM_NAMES)}")
-    params = replace(base or NodeParams(),
-                     **{name: _coerce(name, value) for name, value in values.items()})
+        raise ParamError(
+            f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAM_NAMES)}"
+        )
+    params = replace(
+        base or NodeParams(), **{name: _coerce(name, value) for name, value in values.items()}
+    )
     _validate(params)
     return params
 
 
-def apply_runtime_changes(current: NodeParams, changes: Mapping[str, Any], *,
-                          configured: bool = True) -> NodeParams:
+def apply_runtime_changes(
+    current: NodeParams, changes: Mapping[str, Any], *, configured: bool = True
+) -> NodeParams:
     """``current`` with ``changes`` applied; while ``configured``, refuses a change to a
     parameter that only the configure transition reads."""
-    fixed = sorted(name for name, value in changes.items()
-                   if configured and name in _FIELDS and name not in RUNTIME_PARAMS
-                   and _coerce(name, value) != getattr(current, name))
+    fixed = sorted(
+        name
+        for name, value in changes.items()
+        if configured
+        and name in _FIELDS
+        and name not in RUNTIME_PARAMS
+        and _coerce(name, value) != getattr(current, name)
+    )
     if fixed:
         raise ParamError(
             f"{', '.join(fixed)} cannot change while the node is configured: deactivate and "
             "clean it up (ros2 lifecycle set <node> deactivate, then cleanup), set it, configure "
-            f"again, or restart the node (run-time: {', '.join(sorted(RUNTIME_PARAMS))})")
+            f"again, or restart the node (run-time: {', '.join(sorted(RUNTIME_PARAMS))})"
+        )
     return parse_params(changes, base=current)
 
 
@@ -207,11 +233,15 @@ def unknown_parameter_warnings(names: Iterable[str]) -> list[str]:
 def check_against_model(params: NodeParams, num_classes: int) -> None:
     """Refuse class names or a palette that do not fit a model with ``num_classes`` classes."""
     if params.class_names and len(params.class_names) != num_classes:
-        raise ParamError(f"class_names has {len(params.class_names)} names but the model has "
-                         f"{num_classes} classes")
+        raise ParamError(
+            f"class_names has {len(params.class_names)} names but the model has "
+            f"{num_classes} classes"
+        )
     if params.palette and len(params.palette) // 3 < num_classes:
-        raise ParamError(f"palette has {len(params.palette) // 3} colours but the model has "
-                         f"{num_classes} classes")
+        raise ParamError(
+            f"palette has {len(params.palette) // 3} colours but the model has "
+            f"{num_classes} classes"
+        )
 
 
 def declare_params(node: Any) -> NodeParams:
@@ -229,8 +259,11 @@ def declare_params(node: Any) -> NodeParams:
     # rclpy keeps the overrides addressed to this node (params files, -p) in this attribute;
     # names rclpy itself declares (use_sim_time, qos_overrides.*) are not ours to judge.
     overrides = getattr(node, "_parameter_overrides", {})
-    foreign = [name for name in overrides
-               if not node.has_parameter(name) and not name.startswith("qos_overrides.")]
+    foreign = [
+        name
+        for name in overrides
+        if not node.has_parameter(name) and not name.startswith("qos_overrides.")
+    ]
     for warning in unknown_parameter_warnings(foreign):
         node.get_logger().warning(warning)
     return read_params(node)

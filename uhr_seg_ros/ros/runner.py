@@ -26,8 +26,10 @@ def _init_error_line(exc: Exception) -> str:
         # rcl: "... Couldn't parse params file: '--params-file F'. Error: WHY, at parser.c:NN, ..."
         where, _, why = text.partition("Couldn't parse params file: ")[2].partition(". Error: ")
         reason = why.split(", at ")[0]
-        return (f"cannot read the parameters file {where.replace('--params-file ', '')}: "
-                f"{reason} (a missing file or invalid YAML)")
+        return (
+            f"cannot read the parameters file {where.replace('--params-file ', '')}: "
+            f"{reason} (a missing file or invalid YAML)"
+        )
     return f"cannot start ROS 2: {text.split(', at ')[0]}"
 
 
@@ -65,9 +67,13 @@ def _ignore_further_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_node(make_node: Callable[[], Node], *, args: list[str] | None = None,
-             startup_errors: tuple[type[Exception], ...] = (),
-             startup_exit_code: int = 1) -> int:
+def run_node(
+    make_node: Callable[[], Node],
+    *,
+    args: list[str] | None = None,
+    startup_errors: tuple[type[Exception], ...] = (),
+    startup_exit_code: int = 1,
+) -> int:
     """Create a node, spin it until Ctrl-C / shutdown (or its ``finished`` future), clean up.
 
     A ``--params-file`` that is missing or not valid YAML is one line and exit 2.

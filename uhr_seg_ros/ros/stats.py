@@ -22,8 +22,18 @@ from dataclasses import dataclass, replace
 
 #: Stages in report order: the node's queue wait and decode, the core's phases (its own total is
 #: "segment"), then publish and the node's end-to-end total. Other stages follow alphabetically.
-STAGES: tuple[str, ...] = ("queue", "decode", "upload", "gather", "infer", "merge", "download",
-                           "segment", "publish", "total")
+STAGES: tuple[str, ...] = (
+    "queue",
+    "decode",
+    "upload",
+    "gather",
+    "infer",
+    "merge",
+    "download",
+    "segment",
+    "publish",
+    "total",
+)
 PERCENTILES: tuple[int, ...] = (50, 95, 99)
 
 
@@ -54,8 +64,12 @@ class NodeStats:
         clock: monotonic seconds; injectable for tests.
     """
 
-    def __init__(self, window: int = 200, fps_horizon_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: int = 200,
+        fps_horizon_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
         self._window = window
         self._fps_horizon_s = fps_horizon_s
@@ -132,8 +146,10 @@ class NodeStats:
         counts = self.counts()
         total = self.latency_ms("total")
         latency = f"total p50 {total[50]:.1f} ms" if total else "no frame segmented yet"
-        return (f"{self.fps():.2f} fps, {latency}, {counts.published}/{counts.received} "
-                f"published, {counts.dropped} dropped, {counts.rejected} rejected")
+        return (
+            f"{self.fps():.2f} fps, {latency}, {counts.published}/{counts.received} "
+            f"published, {counts.dropped} dropped, {counts.rejected} rejected"
+        )
 
     def diagnostic_values(self, extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
         """Key/value strings: counts, fps, p50/p95/p99 per stage, rejection reasons, then

@@ -45,9 +45,17 @@ Sinks = tuple[torch.Tensor, "torch.Tensor | None"]
 FINALIZE_ROWS = 64
 
 
-def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
-                 input_dtype: torch.dtype, *, frame_resident: bool,
-                 with_confidence: bool, blend: str = "uniform") -> BufferSpecs:
+def buffer_specs(
+    grid: TileGrid,
+    batch: int,
+    num_classes: int,
+    device: torch.device,
+    input_dtype: torch.dtype,
+    *,
+    frame_resident: bool,
+    with_confidence: bool,
+    blend: str = "uniform",
+) -> BufferSpecs:
     """Name → ``(shape, dtype)`` of every buffer the executor allocates for one plan."""
     height, width, rows = grid.height, grid.width, grid.tile_height
     chunk = min(rows, FINALIZE_ROWS)
@@ -74,13 +82,28 @@ def buffer_specs(grid: TileGrid, batch: int, num_classes: int, device: torch.dev
     return specs
 
 
-def buffer_bytes(grid: TileGrid, batch: int, num_classes: int, device: torch.device,
-                 input_dtype: torch.dtype, *, frame_resident: bool, with_confidence: bool,
-                 blend: str = "uniform") -> int:
+def buffer_bytes(
+    grid: TileGrid,
+    batch: int,
+    num_classes: int,
+    device: torch.device,
+    input_dtype: torch.dtype,
+    *,
+    frame_resident: bool,
+    with_confidence: bool,
+    blend: str = "uniform",
+) -> int:
     """Total bytes of :func:`buffer_specs`."""
-    specs = buffer_specs(grid, batch, num_classes, device, input_dtype,
-                         frame_resident=frame_resident, with_confidence=with_confidence,
-                         blend=blend)
+    specs = buffer_specs(
+        grid,
+        batch,
+        num_classes,
+        device,
+        input_dtype,
+        frame_resident=frame_resident,
+        with_confidence=with_confidence,
+        blend=blend,
+    )
     return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in specs.values())
 
 
@@ -144,31 +167,46 @@ class TiledExecutor:
             return
         self.release()
         grid = plan.grid
-        specs = buffer_specs(grid, plan.batch, self.backend.num_classes, self.device,
-                             self.backend.input_dtype, frame_resident=plan.frame_resident,
-                             with_confidence=with_confidence, blend=plan.blend)
-        self._buffers = {name: torch.zeros(shape, dtype=dtype, device=self.device)
-                         for name, (shape, dtype) in specs.items()}
+        specs = buffer_specs(
+            grid,
+            plan.batch,
+            self.backend.num_classes,
+            self.device,
+            self.backend.input_dtype,
+            frame_resident=plan.frame_resident,
+            with_confidence=with_confidence,
+            blend=plan.blend,
+        )
+        self._buffers = {
+            name: torch.zeros(shape, dtype=dtype, device=self.device)
+            for name, (shape, dtype) in specs.items()
+        }
         # The layout the backend's first layer wants (channels-last: the HWC frame copies in
         # row by row and the network needs no conversion).
         self._buffers["batch"] = self._buffers["batch"].contiguous(
-            memory_format=getattr(self.backend, "memory_format", torch.contiguous_format))
+            memory_format=getattr(self.backend, "memory_format", torch.contiguous_format)
+        )
         profile = blend_profile(grid.patch, plan.blend)
         if "window_weights" in self._buffers:
-            self._buffers["window_weights"].copy_(torch.from_numpy(np.outer(
-                profile[:grid.tile_height], profile[:grid.tile_width])))
+            self._buffers["window_weights"].copy_(
+                torch.from_numpy(np.outer(profile[: grid.tile_height], profile[: grid.tile_width]))
+            )
         if with_confidence:
-            self._buffers["row_counts"].copy_(torch.from_numpy(
-                coverage_counts(grid.height, grid.patch, grid.stride, profile)))
-            self._buffers["col_counts"].copy_(torch.from_numpy(
-                coverage_counts(grid.width, grid.patch, grid.stride, profile)))
+            self._buffers["row_counts"].copy_(
+                torch.from_numpy(coverage_counts(grid.height, grid.patch, grid.stride, profile))
+            )
+            self._buffers["col_counts"].copy_(
+                torch.from_numpy(coverage_counts(grid.width, grid.patch, grid.stride, profile))
+            )
         self._fill_rows = self._fill_cols = None
         if grid.tile_height < grid.patch:
             self._fill_rows = torch.from_numpy(
-                reflect_indices(grid.tile_height, grid.patch)[grid.tile_height:]).to(self.device)
+                reflect_indices(grid.tile_height, grid.patch)[grid.tile_height :]
+            ).to(self.device)
         if grid.tile_width < grid.patch:
             self._fill_cols = torch.from_numpy(
-                reflect_indices(grid.tile_width, grid.patch)[grid.tile_width:]).to(self.device)
+                reflect_indices(grid.tile_width, grid.patch)[grid.tile_width :]
+            ).to(self.device)
         self._batches = self._make_batches(grid, plan.batch, split_rows=not plan.frame_resident)
         self.plan, self.with_confidence = plan, with_confidence
 
@@ -180,12 +218,16 @@ class TiledExecutor:
         self.plan = None
 
     @staticmethod
-    def _make_batches(grid: TileGrid, batch: int,
-                      split_rows: bool) -> list[list[tuple[int, int, int]]]:
+    def _make_batches(
+        grid: TileGrid, batch: int, split_rows: bool
+    ) -> list[list[tuple[int, int, int]]]:
         # Streaming uploads one band of rows at a time, so a batch must not span two rows.
-        groups = ([[t for t in grid.tiles() if t[0] == r] for r in range(len(grid.row_starts))]
-                  if split_rows else [grid.tiles()])
-        return [group[i:i + batch] for group in groups for i in range(0, len(group), batch)]
+        groups = (
+            [[t for t in grid.tiles() if t[0] == r] for r in range(len(grid.row_starts))]
+            if split_rows
+            else [grid.tiles()]
+        )
+        return [group[i : i + batch] for group in groups for i in range(0, len(group), batch)]
 
     def run(self, frame: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
         """Segment one ``(H, W, 1|3)`` uint8 frame (host or device) of the prepared size.
@@ -195,13 +237,16 @@ class TiledExecutor:
         """
         plan = self.plan
         if plan is None or tuple(frame.shape[:2]) != (plan.height, plan.width):
-            raise ValueError(f"executor prepared for {None if plan is None else plan.grid}, "
-                             f"got a frame of shape {tuple(frame.shape)}")
+            raise ValueError(
+                f"executor prepared for {None if plan is None else plan.grid}, "
+                f"got a frame of shape {tuple(frame.shape)}"
+            )
         grid, buf = plan.grid, self._buffers
         timer = _PhaseTimer(self.device)
         mask = np.empty((grid.height, grid.width), dtype=np.uint8)
-        confidence = (np.empty((grid.height, grid.width), dtype=np.float16)
-                      if self.with_confidence else None)
+        confidence = (
+            np.empty((grid.height, grid.width), dtype=np.float16) if self.with_confidence else None
+        )
         sinks = self._sinks(mask, confidence)
         with timer("upload"):
             source = self._stage(frame)
@@ -214,19 +259,19 @@ class TiledExecutor:
                     for k, (_, y, x) in enumerate(tiles):
                         self._load_window(buf["batch"][k], source, y, x)
                 with timer("infer"):
-                    logits = self.backend.infer(buf["batch"][:len(tiles)])
+                    logits = self.backend.infer(buf["batch"][: len(tiles)])
                 with timer("merge"):
                     for k, (_, y, x) in enumerate(tiles):
                         if y != open_y:  # first window of a new row: rows above it are final
                             self._finalize(done, y, sinks)
                             done = open_y = y
                         for r0, r1, f0, f1 in self._ring_pieces(y, y + tile_h):
-                            ring = buf["logit_rows"][:, r0:r1, x:x + tile_w]
-                            window = logits[k, :, f0 - y:f1 - y, :tile_w]
+                            ring = buf["logit_rows"][:, r0:r1, x : x + tile_w]
+                            window = logits[k, :, f0 - y : f1 - y, :tile_w]
                             if weights is None:
                                 ring.add_(window)
                             else:
-                                ring.addcmul_(window, weights[f0 - y:f1 - y])
+                                ring.addcmul_(window, weights[f0 - y : f1 - y])
                     del logits  # the plan counts one batch of logits alive, not two
             with timer("merge"):
                 self._finalize(done, grid.height, sinks)
@@ -243,10 +288,11 @@ class TiledExecutor:
         assert self.plan is not None, "prepare() first"
         grid = self.plan.grid
         tile_h, tile_w = grid.tile_height, grid.tile_width
-        target[:, :tile_h, :tile_w].copy_(source(y)[:, x:x + tile_w].permute(2, 0, 1))
+        target[:, :tile_h, :tile_w].copy_(source(y)[:, x : x + tile_w].permute(2, 0, 1))
         if self._fill_rows is not None:
             target[:, tile_h:, :tile_w] = target[:, :tile_h, :tile_w].index_select(
-                1, self._fill_rows)
+                1, self._fill_rows
+            )
         if self._fill_cols is not None:
             target[:, :, tile_w:] = target[:, :, :tile_w].index_select(2, self._fill_cols)
 
@@ -258,19 +304,19 @@ class TiledExecutor:
         if plan.frame_resident:
             if "frame" not in buf:  # CPU executor: use the frame in place (a GPU tensor: copy)
                 resident = frame.to(self.device)
-                return lambda y: resident[y:y + tile_h]
+                return lambda y: resident[y : y + tile_h]
             if frame.device == self.device:
-                return lambda y: frame[y:y + tile_h]
+                return lambda y: frame[y : y + tile_h]
             staged = buf["frame"][..., :channels]
             staged.copy_(frame)
-            return lambda y: staged[y:y + tile_h]
+            return lambda y: staged[y : y + tile_h]
         band = buf["frame_rows"][..., :channels]
         uploaded_y = -1
 
         def rows(y: int) -> torch.Tensor:  # one upload per row of windows
             nonlocal uploaded_y
             if y != uploaded_y:
-                band.copy_(frame[y:y + tile_h])
+                band.copy_(frame[y : y + tile_h])
                 uploaded_y = y
             return band
 
@@ -302,9 +348,11 @@ class TiledExecutor:
         """Frame rows ``[start, stop)`` get no more logits: label them and free their ring rows."""
         buf = self._buffers
         mask_sink, conf_sink = sinks
-        pieces = ((r0 + i, min(r1, r0 + i + FINALIZE_ROWS), f0 + i, min(f1, f0 + i + FINALIZE_ROWS))
-                  for r0, r1, f0, f1 in self._ring_pieces(start, stop)
-                  for i in range(0, r1 - r0, FINALIZE_ROWS))
+        pieces = (
+            (r0 + i, min(r1, r0 + i + FINALIZE_ROWS), f0 + i, min(f1, f0 + i + FINALIZE_ROWS))
+            for r0, r1, f0, f1 in self._ring_pieces(start, stop)
+            for i in range(0, r1 - r0, FINALIZE_ROWS)
+        )
         for r0, r1, f0, f1 in pieces:
             n = r1 - r0
             logits = buf["logit_rows"][:, r0:r1]

@@ -35,8 +35,9 @@ def tile_starts(length: int, patch: int, stride: int) -> list[int]:
     ``patch`` gets a single window at 0 (the caller pads the missing part).
     """
     if length <= 0 or patch <= 0 or not 0 < stride <= patch:
-        raise ValueError(f"need length > 0 and 0 < stride <= patch, got {length=}, "
-                         f"{patch=}, {stride=}")
+        raise ValueError(
+            f"need length > 0 and 0 < stride <= patch, got {length=}, {patch=}, {stride=}"
+        )
     if length <= patch:
         return [0]
     count = math.ceil((length - patch) / stride) + 1
@@ -76,8 +77,9 @@ def reflect_indices(length: int, size: int) -> np.ndarray:
     return np.where(folded >= length, period - folded, folded).astype(np.int64)
 
 
-def coverage_counts(length: int, patch: int, stride: int,
-                    profile: np.ndarray | None = None) -> np.ndarray:
+def coverage_counts(
+    length: int, patch: int, stride: int, profile: np.ndarray | None = None
+) -> np.ndarray:
     """Total blend weight on each position along one axis, ``(length,)`` float32, > 0: with no
     ``profile`` (uniform), how many windows cover the position.
 
@@ -88,7 +90,7 @@ def coverage_counts(length: int, patch: int, stride: int,
     weights = np.ones(span, np.float64) if profile is None else profile[:span].astype(np.float64)
     counts = np.zeros(length, dtype=np.float64)
     for start in tile_starts(length, patch, stride):
-        counts[start:start + span] += weights
+        counts[start : start + span] += weights
     return counts.astype(np.float32)
 
 

@@ -47,7 +47,13 @@ QUICK_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256))
 CUDA_QUICK_POINTS: tuple[tuple[int, int], ...] = ((1, 256), (1, 512), (1, 1024), (2, 1024))
 #: Shapes measured by ``uhr-seg calibrate`` (covers the planner's usual choices on a GPU).
 FULL_POINTS: tuple[tuple[int, int], ...] = (
-    (1, 256), (1, 512), (2, 512), (1, 1024), (2, 1024), (4, 1024), (1, 1536),
+    (1, 256),
+    (1, 512),
+    (2, 512),
+    (1, 1024),
+    (2, 1024),
+    (4, 1024),
+    (1, 1536),
 )
 #: Shapes measured by ``uhr-seg calibrate`` on a CPU (patch 1536 is too slow there).
 CPU_FULL_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256), (1, 512), (2, 512))
@@ -55,13 +61,30 @@ CPU_FULL_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256), (1
 #: for frames of 1-5k px (the per-pixel cost grows with the patch once activations leave the
 #: caches, so it is measured there, not extrapolated), and batches 2 and 4 at one size.
 CPU_TIME_POINTS: tuple[tuple[int, int], ...] = (
-    (1, 256), (1, 512), (2, 512), (4, 512), (1, 768), (1, 1024), (2, 1024), (1, 1280),
-    (1, 1536), (1, 2048), (1, 2464),
+    (1, 256),
+    (1, 512),
+    (2, 512),
+    (4, 512),
+    (1, 768),
+    (1, 1024),
+    (2, 1024),
+    (1, 1280),
+    (1, 1536),
+    (1, 2048),
+    (1, 2464),
 )
 #: The same on a GPU (forwards take milliseconds: batches matter more there).
 CUDA_TIME_POINTS: tuple[tuple[int, int], ...] = (
-    (1, 256), (1, 512), (2, 512), (4, 512), (1, 1024), (2, 1024), (4, 1024), (1, 1536),
-    (2, 1536), (1, 2048),
+    (1, 256),
+    (1, 512),
+    (2, 512),
+    (4, 512),
+    (1, 1024),
+    (2, 1024),
+    (4, 1024),
+    (1, 1536),
+    (2, 1536),
+    (1, 2048),
 )
 
 
@@ -116,7 +139,11 @@ class MemoryModel:
 
     def matches(self, model_id: str, backend: str, device: str, precision: str) -> bool:
         return (self.model_id, self.backend, self.device, self.precision) == (
-            model_id, backend, device, precision)
+            model_id,
+            backend,
+            device,
+            precision,
+        )
 
     @classmethod
     def fit(cls, points: list[tuple[int, int, int]], **identity: Any) -> MemoryModel:
@@ -131,8 +158,12 @@ class MemoryModel:
         slope = float((centred * (peaks - peaks.mean())).sum() / (centred * centred).sum())
         slope = max(slope, 0.0)
         fixed = float((peaks - slope * pixels).max())
-        return cls(fixed_bytes=max(0, math.ceil(fixed)), bytes_per_pixel=slope,
-                   points=[[int(b), int(p), int(m)] for b, p, m in points], **identity)
+        return cls(
+            fixed_bytes=max(0, math.ceil(fixed)),
+            bytes_per_pixel=slope,
+            points=[[int(b), int(p), int(m)] for b, p, m in points],
+            **identity,
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -147,8 +178,9 @@ class MemoryModel:
             data = json.loads(path.read_text())
             return cls(**data)
         except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise ValueError(f"{path} is not a memory model file written by "
-                             f"`uhr-seg calibrate` ({exc})") from exc
+            raise ValueError(
+                f"{path} is not a memory model file written by `uhr-seg calibrate` ({exc})"
+            ) from exc
 
 
 def device_name(device: torch.device) -> str:
@@ -171,8 +203,9 @@ def model_identity(model: torch.nn.Module) -> str:
     return f"{type(model).__name__}-{digest}"
 
 
-def find_memory_model(directory: Path, model_id: str, backend: str, device: str,
-                      precision: str) -> MemoryModel | None:
+def find_memory_model(
+    directory: Path, model_id: str, backend: str, device: str, precision: str
+) -> MemoryModel | None:
     """The stored model in ``directory/*.json`` measured for exactly this identity, if any."""
     for path in sorted(Path(directory).glob("*.json")):
         try:
@@ -192,8 +225,11 @@ def cpu_peak_bytes(run: Callable[[], object]) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
     live = peak = 0
     for _, nbytes in events:
         live += nbytes
@@ -256,14 +292,23 @@ def measure_infer_seconds(backend: Backend, batch: int, patch: int, repeats: int
 
 def _usable(backend: Backend, points: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
     allowed = backend.patch_sizes
-    return [(b, p) for b, p in points if b <= backend.max_batch and p % backend.size_divisor == 0
-            and (allowed is None or p in allowed)]
+    return [
+        (b, p)
+        for b, p in points
+        if b <= backend.max_batch
+        and p % backend.size_divisor == 0
+        and (allowed is None or p in allowed)
+    ]
 
 
-def calibrate(backend: Backend, model_id: str, precision: str,
-              points: tuple[tuple[int, int], ...] = QUICK_POINTS,
-              time_points: tuple[tuple[int, int], ...] = (),
-              repeats: int = 3) -> MemoryModel:
+def calibrate(
+    backend: Backend,
+    model_id: str,
+    precision: str,
+    points: tuple[tuple[int, int], ...] = QUICK_POINTS,
+    time_points: tuple[tuple[int, int], ...] = (),
+    repeats: int = 3,
+) -> MemoryModel:
     """Measure peak memory at ``points`` and seconds per forward at ``time_points`` on
     ``backend`` and fit a :class:`MemoryModel` that holds both."""
     usable = _usable(backend, points)
@@ -272,8 +317,13 @@ def calibrate(backend: Backend, model_id: str, precision: str,
         peak = measure_infer_peak(backend, batch, patch)
         log.debug("memory model point: batch %d, patch %d -> %.1f MB", batch, patch, peak / 2**20)
         measured.append((batch, patch, peak))
-    fitted = MemoryModel.fit(measured, model_id=model_id, backend=backend.name,
-                             device=device_name(backend.device), precision=precision)
+    fitted = MemoryModel.fit(
+        measured,
+        model_id=model_id,
+        backend=backend.name,
+        device=device_name(backend.device),
+        precision=precision,
+    )
     for batch, patch in _usable(backend, time_points):
         seconds = measure_infer_seconds(backend, batch, patch, repeats)
         log.debug("time model point: batch %d, patch %d -> %.4f s", batch, patch, seconds)

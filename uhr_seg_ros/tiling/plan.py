@@ -54,9 +54,12 @@ class TilePlan:
 
     def describe(self) -> str:
         mode = "resident" if self.frame_resident else "streamed in row bands"
-        timing = ("" if self.predicted_seconds is None
-                  else f", predicted {self.predicted_seconds:.2g} s")
-        return (f"{self.width}x{self.height}: {self.grid.num_tiles} tiles of {self.patch} px "
-                f"(overlap {self.overlap}), batch {self.batch}, frame {mode}, predicted peak "
-                f"{self.predicted_peak_bytes / 2**20:.0f} of {self.cap_bytes / 2**20:.0f} MB cap"
-                f"{timing}")
+        timing = (
+            "" if self.predicted_seconds is None else f", predicted {self.predicted_seconds:.2g} s"
+        )
+        return (
+            f"{self.width}x{self.height}: {self.grid.num_tiles} tiles of {self.patch} px "
+            f"(overlap {self.overlap}), batch {self.batch}, frame {mode}, predicted peak "
+            f"{self.predicted_peak_bytes / 2**20:.0f} of {self.cap_bytes / 2**20:.0f} MB cap"
+            f"{timing}"
+        )

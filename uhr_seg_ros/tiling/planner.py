@@ -47,57 +47,90 @@ MIN_OVERLAP_FRACTION = 1 / 16
 MAX_FITTED_WINDOWS = 8
 #: Patch sides the planner tries, largest first.
 PATCH_CANDIDATES: tuple[int, ...] = (
-    2048, 1792, 1536, 1280, 1024, 896, 768, 640, 512, 384, 256, 192, 128, 96, 64, 32,
+    2048,
+    1792,
+    1536,
+    1280,
+    1024,
+    896,
+    768,
+    640,
+    512,
+    384,
+    256,
+    192,
+    128,
+    96,
+    64,
+    32,
 )
 #: A thin frame (e.g. 100 × 8000) gets windows of at least this side, not of its short side:
 #: below this the network sees too little context to be useful.
 MIN_CONTEXT_PATCH = 256
 
 
-def _patch_candidates(height: int, width: int, size_divisor: int, patch_override: int | None,
-                      allowed: Sequence[int] | None) -> list[int]:
+def _patch_candidates(
+    height: int,
+    width: int,
+    size_divisor: int,
+    patch_override: int | None,
+    allowed: Sequence[int] | None,
+) -> list[int]:
     if patch_override is not None:
         if patch_override <= 0 or patch_override % size_divisor:
-            raise PlanError(f"patch_size must be a positive multiple of {size_divisor}, "
-                            f"got {patch_override}")
+            raise PlanError(
+                f"patch_size must be a positive multiple of {size_divisor}, got {patch_override}"
+            )
         if allowed is not None and patch_override not in allowed:
-            raise PlanError(f"patch_size {patch_override} is not one the backend was built for "
-                            f"({sorted(allowed)}); pick one of those or rebuild the backend")
+            raise PlanError(
+                f"patch_size {patch_override} is not one the backend was built for "
+                f"({sorted(allowed)}); pick one of those or rebuild the backend"
+            )
         return [patch_override]
     if allowed is not None:  # e.g. TensorRT: one engine per patch size, built at start-up
         return sorted(set(allowed), reverse=True)
     # No window larger than the frame needs (rounded up to the divisor), except that thin
     # frames still get MIN_CONTEXT_PATCH of context along their long side.
-    limit = round_up(min(max(height, width), max(min(height, width), MIN_CONTEXT_PATCH)),
-                     size_divisor)
+    limit = round_up(
+        min(max(height, width), max(min(height, width), MIN_CONTEXT_PATCH)), size_divisor
+    )
     candidates = {p for p in PATCH_CANDIDATES if p <= limit and p % size_divisor == 0}
     candidates.add(limit)
     return sorted(candidates, reverse=True)
 
 
-def fitted_windows(length: int, count: int, size_divisor: int,
-                   min_overlap_fraction: float = MIN_OVERLAP_FRACTION) -> tuple[int, int] | None:
+def fitted_windows(
+    length: int, count: int, size_divisor: int, min_overlap_fraction: float = MIN_OVERLAP_FRACTION
+) -> tuple[int, int] | None:
     """``(patch, overlap)`` of the smallest window side that covers ``length`` with ``count``
     windows sharing at least ``min_overlap_fraction`` of a patch; None if ``count`` is 1 or the
     window would not fit inside ``length``."""
     if count < 2:
         return None
-    patch = round_up(math.ceil(length / (count - (count - 1) * min_overlap_fraction)),
-                     size_divisor)
+    patch = round_up(math.ceil(length / (count - (count - 1) * min_overlap_fraction)), size_divisor)
     if patch >= length:
         return None
     stride = math.ceil((length - patch) / (count - 1))
     return patch, patch - stride
 
 
-def _window_candidates(height: int, width: int, size_divisor: int, patch_override: int | None,
-                       overlap_override: int | None, allowed: Sequence[int] | None,
-                       fitted: bool) -> list[tuple[int, int]]:
+def _window_candidates(
+    height: int,
+    width: int,
+    size_divisor: int,
+    patch_override: int | None,
+    overlap_override: int | None,
+    allowed: Sequence[int] | None,
+    fitted: bool,
+) -> list[tuple[int, int]]:
     """``(patch, overlap)`` pairs in preference order (largest patch first)."""
     pairs: dict[int, int] = {}
     for patch in _patch_candidates(height, width, size_divisor, patch_override, allowed):
-        pairs[patch] = (round(patch * DEFAULT_OVERLAP_FRACTION) if overlap_override is None
-                        else overlap_override)
+        pairs[patch] = (
+            round(patch * DEFAULT_OVERLAP_FRACTION)
+            if overlap_override is None
+            else overlap_override
+        )
     if fitted and patch_override is None and overlap_override is None and allowed is None:
         short = min(height, width)
         for length in {height, width}:
@@ -108,13 +141,15 @@ def _window_candidates(height: int, width: int, size_divisor: int, patch_overrid
                     pairs[window[0]] = min(window[1], pairs.get(window[0], window[1]))
     valid = {patch: ov for patch, ov in pairs.items() if 0 <= ov < patch}
     if not valid:  # only a pinned overlap can be invalid
-        raise PlanError(f"overlap must be in [0, patch) = [0, {max(pairs)}), "
-                        f"got {overlap_override}")
+        raise PlanError(
+            f"overlap must be in [0, patch) = [0, {max(pairs)}), got {overlap_override}"
+        )
     return sorted(valid.items(), key=lambda pair: -pair[0])
 
 
-def predicted_frame_seconds(grid: TileGrid, batch: int, memory_model: MemoryModel,
-                            split_rows: bool = False) -> float | None:
+def predicted_frame_seconds(
+    grid: TileGrid, batch: int, memory_model: MemoryModel, split_rows: bool = False
+) -> float | None:
     """Sum of the time model's seconds over the forwards of a plan (partial batches included);
     ``split_rows``: a streamed frame never batches across rows of windows."""
     cols = len(grid.col_starts)
@@ -131,14 +166,26 @@ def predicted_frame_seconds(grid: TileGrid, batch: int, memory_model: MemoryMode
     return total
 
 
-def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryModel,
-               num_classes: int, device: torch.device, input_dtype: torch.dtype,
-               held_bytes: int = 0, max_batch: int = 16, size_divisor: int = SIZE_DIVISOR,
-               with_confidence: bool = False, safety_margin: float = DEFAULT_SAFETY_MARGIN,
-               patch_size: int | None = None, overlap: int | None = None,
-               batch_size: int | None = None,
-               allowed_patches: Sequence[int] | None = None,
-               blend: str = DEFAULT_BLEND) -> TilePlan:
+def plan_tiles(
+    height: int,
+    width: int,
+    *,
+    cap_bytes: int,
+    memory_model: MemoryModel,
+    num_classes: int,
+    device: torch.device,
+    input_dtype: torch.dtype,
+    held_bytes: int = 0,
+    max_batch: int = 16,
+    size_divisor: int = SIZE_DIVISOR,
+    with_confidence: bool = False,
+    safety_margin: float = DEFAULT_SAFETY_MARGIN,
+    patch_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+    allowed_patches: Sequence[int] | None = None,
+    blend: str = DEFAULT_BLEND,
+) -> TilePlan:
     """The preferred plan for an ``height × width`` frame, or :class:`PlanError`.
 
     ``held_bytes`` is what the device already holds before inference (weights, TensorRT
@@ -161,24 +208,45 @@ def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryM
     timed = memory_model.has_time
     smallest_need: int | None = None
     best: TilePlan | None = None
-    for patch, patch_overlap in _window_candidates(height, width, size_divisor, patch_size,
-                                                   overlap, allowed_patches, fitted=timed):
+    for patch, patch_overlap in _window_candidates(
+        height, width, size_divisor, patch_size, overlap, allowed_patches, fitted=timed
+    ):
         grid = TileGrid(height, width, patch, patch - patch_overlap)
         most = min(max_batch, grid.num_tiles)
         batches = [batch_size] if batch_size is not None else range(most, 0, -1)
         for resident in residency:
             for batch in batches:
-                buffers = buffer_bytes(grid, batch, num_classes, device, input_dtype,
-                                       frame_resident=resident, with_confidence=with_confidence,
-                                       blend=blend)
+                buffers = buffer_bytes(
+                    grid,
+                    batch,
+                    num_classes,
+                    device,
+                    input_dtype,
+                    frame_resident=resident,
+                    with_confidence=with_confidence,
+                    blend=blend,
+                )
                 need = held_bytes + memory_model.predict(batch, patch) + buffers
                 if need > budget:
                     smallest_need = need if smallest_need is None else min(smallest_need, need)
                     continue
-                seconds = predicted_frame_seconds(grid, batch, memory_model,
-                                                  split_rows=not resident)
-                candidate = TilePlan(height, width, patch, patch_overlap, batch, resident,
-                                     int(cap_bytes), budget, need, buffers, seconds, blend)
+                seconds = predicted_frame_seconds(
+                    grid, batch, memory_model, split_rows=not resident
+                )
+                candidate = TilePlan(
+                    height,
+                    width,
+                    patch,
+                    patch_overlap,
+                    batch,
+                    resident,
+                    int(cap_bytes),
+                    budget,
+                    need,
+                    buffers,
+                    seconds,
+                    blend,
+                )
                 if not timed:
                     return candidate  # preference order: the first that fits
                 # strictly faster only: ties keep the earlier (preferred) plan
@@ -195,4 +263,5 @@ def plan_tiles(height: int, width: int, *, cap_bytes: int, memory_model: MemoryM
         f"(of which {held_bytes / 2**20:.0f} MB weights/engine already held) plus a "
         f"{safety_margin:.0%} safety margin. Raise the cap to at least {needed_cap:.0f} MB"
         + (", or drop the patch_size/batch_size overrides" if patch_size or batch_size else "")
-        + ".")
+        + "."
+    )

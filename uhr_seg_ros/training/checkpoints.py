@@ -60,11 +60,14 @@ def initial_model(cfg: TrainConfig) -> SGHRQ:
     if not cfg.model.init_from:
         return model
     source = load_checkpoint(cfg.model.init_from)
-    same_classes = dataclasses.replace(source.config, num_classes=config.num_classes,
-                                       class_names=config.class_names)
+    same_classes = dataclasses.replace(
+        source.config, num_classes=config.num_classes, class_names=config.class_names
+    )
     if same_classes != config:
-        raise ValueError(f"model.init_from {cfg.model.init_from} has a different model config "
-                         "than this training config; match model.preset and overrides")
+        raise ValueError(
+            f"model.init_from {cfg.model.init_from} has a different model config "
+            "than this training config; match model.preset and overrides"
+        )
     if source.config == config:
         # Missing training heads (inference-only files) keep their fresh initialisation.
         model.load_state_dict(source.state_dict(), strict=False)
@@ -72,49 +75,90 @@ def initial_model(cfg: TrainConfig) -> SGHRQ:
         model.memory.initialised.copy_(source.memory.initialised)
         return model
     own = model.state_dict()
-    reused = {k: v for k, v in source.state_dict().items()
-              if k in own and own[k].shape == v.shape and not k.startswith("memory.proto")
-              and not k.startswith("memory.init")}
+    reused = {
+        k: v
+        for k, v in source.state_dict().items()
+        if k in own
+        and own[k].shape == v.shape
+        and not k.startswith("memory.proto")
+        and not k.startswith("memory.init")
+    }
     model.load_state_dict(reused, strict=False)
-    fresh = sorted({k.rsplit(".", 1)[0] for k in own
-                    if k not in reused and not k.startswith(TRAIN_HEADS_PREFIX)})
-    log.info("fine-tuning from %s (%d classes) to %d classes: reused %d of %d tensors; fresh: "
-             "%s (and the training-only heads)", cfg.model.init_from, source.config.num_classes, config.num_classes,
-             len(reused), len(own), ", ".join(fresh))
+    fresh = sorted(
+        {
+            k.rsplit(".", 1)[0]
+            for k in own
+            if k not in reused and not k.startswith(TRAIN_HEADS_PREFIX)
+        }
+    )
+    log.info(
+        "fine-tuning from %s (%d classes) to %d classes: reused %d of %d tensors; fresh: "
+        "%s (and the training-only heads)",
+        cfg.model.init_from,
+        source.config.num_classes,
+        config.num_classes,
+        len(reused),
+        len(own),
+        ", ".join(fresh),
+    )
     return model
 
 
 def load_state(path: Path, cfg: TrainConfig) -> tuple[SGHRQ, dict[str, Any]]:
     state = read_checkpoint(path)
     if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a training state file (use the last.pt that "
-                              "'uhr-seg train' wrote; model files cannot be resumed)")
+        raise CheckpointError(
+            f"{path} is not a training state file (use the last.pt that "
+            "'uhr-seg train' wrote; model files cannot be resumed)"
+        )
     model = model_from_payload(state["model"], source=str(path))
     if model.config != cfg.model.build_config():
-        raise TrainingError(f"{path} was trained with another model config than this training "
-                            "config describes; resume with the config it was started with")
+        raise TrainingError(
+            f"{path} was trained with another model config than this training "
+            "config describes; resume with the config it was started with"
+        )
     return model, dict(state)
 
 
-def save_state(path: Path, model: SGHRQ, optimizer: torch.optim.Optimizer,
-                scheduler: Any, scaler: torch.amp.GradScaler, iteration: int, cfg: TrainConfig,
-                device: torch.device) -> None:
-    payload = {"format": STATE_FORMAT, "version": 1, "iteration": iteration,
-               "model": checkpoint_payload(model), "optimizer": optimizer.state_dict(),
-               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-               "rng": capture_rng(device), "train_config": cfg.to_dict()}
+def save_state(
+    path: Path,
+    model: SGHRQ,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    iteration: int,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> None:
+    payload = {
+        "format": STATE_FORMAT,
+        "version": 1,
+        "iteration": iteration,
+        "model": checkpoint_payload(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": capture_rng(device),
+        "train_config": cfg.to_dict(),
+    }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
-def training_meta(cfg: TrainConfig, ctx: Distributed, final_loss: float,
-                   val_miou: float | None, run_start: float) -> dict[str, Any]:
+def training_meta(
+    cfg: TrainConfig, ctx: Distributed, final_loss: float, val_miou: float | None, run_start: float
+) -> dict[str, Any]:
     return {
-        "iterations": cfg.schedule.iterations, "batch_size": cfg.schedule.batch_size,
-        "crop_size": cfg.data.crop_size, "data": [s.spec for s in cfg.data.train],
-        "val_data": list(cfg.data.val), "processes": ctx.world,
+        "iterations": cfg.schedule.iterations,
+        "batch_size": cfg.schedule.batch_size,
+        "crop_size": cfg.data.crop_size,
+        "data": [s.spec for s in cfg.data.train],
+        "val_data": list(cfg.data.val),
+        "processes": ctx.world,
         "final_loss": None if math.isnan(final_loss) else final_loss,
-        "val_miou": val_miou, "seconds_this_session": round(time.perf_counter() - run_start, 1),
-        "torch": str(torch.__version__), "config": cfg.to_dict(),
+        "val_miou": val_miou,
+        "seconds_this_session": round(time.perf_counter() - run_start, 1),
+        "torch": str(torch.__version__),
+        "config": cfg.to_dict(),
     }

@@ -57,8 +57,9 @@ class DataSource:
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(str(name) for name in self.exclude))
         if self.split not in ("train", "val", "test", "all"):
-            raise ValueError(f"data.train split must be train, val, test or all, got "
-                             f"{self.split!r}")
+            raise ValueError(
+                f"data.train split must be train, val, test or all, got {self.split!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,19 @@ class DataSection:
 
     def __post_init__(self) -> None:
         sources = tuple(
-            s if isinstance(s, DataSource)
-            else DataSource(s) if isinstance(s, str)
+            s
+            if isinstance(s, DataSource)
+            else DataSource(s)
+            if isinstance(s, str)
             else _section(DataSource, s, "data.train")
-            for s in self.train)
+            for s in self.train
+        )
         object.__setattr__(self, "train", sources)
         if not sources:
-            raise ValueError("data.train is empty: list at least one data set spec, e.g. "
-                             "'deepglobe:/data/deepglobe' or 'synthetic:64@2048'")
+            raise ValueError(
+                "data.train is empty: list at least one data set spec, e.g. "
+                "'deepglobe:/data/deepglobe' or 'synthetic:64@2048'"
+            )
         if any(s.weight <= 0 for s in sources):
             raise ValueError("every data.train weight must be > 0")
         if self.crop_size < SGHRQ.size_divisor or self.val_crop_size < SGHRQ.size_divisor:
@@ -126,8 +132,9 @@ class ScheduleSection:
         if self.iterations < 1 or self.batch_size < 1 or self.epoch_iterations < 1:
             raise ValueError("schedule.iterations, batch_size and epoch_iterations must be >= 1")
         if not 0 < self.min_lr <= self.lr:
-            raise ValueError(f"need 0 < schedule.min_lr <= schedule.lr, got {self.min_lr}, "
-                             f"{self.lr}")
+            raise ValueError(
+                f"need 0 < schedule.min_lr <= schedule.lr, got {self.min_lr}, {self.lr}"
+            )
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"schedule.optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not 0 <= self.momentum < 1:
@@ -177,13 +184,20 @@ class TrainConfig:
         return _plain(dataclasses.asdict(self))
 
 
-_SECTIONS = {"model": ModelSection, "data": DataSection, "schedule": ScheduleSection,
-             "loss": LossWeights, "run": RunSection}
+_SECTIONS = {
+    "model": ModelSection,
+    "data": DataSection,
+    "schedule": ScheduleSection,
+    "loss": LossWeights,
+    "run": RunSection,
+}
 
 #: What ``--reduced`` changes unless the YAML's own ``reduced:`` section says otherwise.
-DEFAULT_REDUCED = {"data": {"crop_size": 512, "val_crop_size": 512, "val_crops": 4},
-                   "schedule": {"iterations": 300, "batch_size": 2, "epoch_iterations": 100},
-                   "run": {"log_every": 10, "val_every": 0, "checkpoint_every": 100}}
+DEFAULT_REDUCED = {
+    "data": {"crop_size": 512, "val_crop_size": 512, "val_crops": 4},
+    "schedule": {"iterations": 300, "batch_size": 2, "epoch_iterations": 100},
+    "run": {"log_every": 10, "val_every": 0, "checkpoint_every": 100},
+}
 
 
 def _plain(value: Any) -> Any:
@@ -216,8 +230,9 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def train_config_from_dict(data: Mapping[str, Any], reduced: bool = False,
-                           overrides: Sequence[str] = ()) -> TrainConfig:
+def train_config_from_dict(
+    data: Mapping[str, Any], reduced: bool = False, overrides: Sequence[str] = ()
+) -> TrainConfig:
     """Build a :class:`TrainConfig` from YAML-like data.
 
     ``reduced`` merges :data:`DEFAULT_REDUCED` and then the data's own ``reduced:`` section;
@@ -231,19 +246,24 @@ def train_config_from_dict(data: Mapping[str, Any], reduced: bool = False,
         key, sep, raw = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
-            raise ValueError(f"override {item!r} must look like section.key=value, "
-                             "e.g. schedule.iterations=500")
+            raise ValueError(
+                f"override {item!r} must look like section.key=value, e.g. schedule.iterations=500"
+            )
         data = _merge(data, {section: {name: yaml.safe_load(raw)}})
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
-        raise ValueError(f"unknown section(s) {unknown} in the training config; valid: "
-                         f"{sorted(_SECTIONS)} and 'reduced'")
-    return TrainConfig(**{name: _section(cls, data.get(name) or {}, name)
-                          for name, cls in _SECTIONS.items()})
+        raise ValueError(
+            f"unknown section(s) {unknown} in the training config; valid: "
+            f"{sorted(_SECTIONS)} and 'reduced'"
+        )
+    return TrainConfig(
+        **{name: _section(cls, data.get(name) or {}, name) for name, cls in _SECTIONS.items()}
+    )
 
 
-def load_train_config(path: str | os.PathLike, reduced: bool = False,
-                      overrides: Sequence[str] = ()) -> TrainConfig:
+def load_train_config(
+    path: str | os.PathLike, reduced: bool = False, overrides: Sequence[str] = ()
+) -> TrainConfig:
     """Read a training YAML (see ``config/train_*.yaml``)."""
     path = Path(path)
     if not path.is_file():

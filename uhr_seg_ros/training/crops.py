@@ -49,8 +49,9 @@ class ResumableSampler(DistributedSampler):
     paths shuffle identically."""
 
     def __init__(self, dataset: EpochCrops, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-                         drop_last=True)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.start = 0
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -60,14 +61,17 @@ class ResumableSampler(DistributedSampler):
         return super().__len__() - self.start
 
 
-def _open_dataset(spec: str, split: str, class_names: tuple[str, ...],
-                  exclude: Sequence[str] = ()) -> SegmentationDataset:
+def _open_dataset(
+    spec: str, split: str, class_names: tuple[str, ...], exclude: Sequence[str] = ()
+) -> SegmentationDataset:
     """``build_dataset`` (``~`` and ``$VARS`` expanded) that refuses a class list mismatch,
     without the samples named in ``exclude``."""
     dataset = build_dataset(os.path.expandvars(os.path.expanduser(spec)), split)
     if tuple(dataset.classes) != tuple(class_names):
-        raise ValueError(f"{spec} has classes {list(dataset.classes)} but the model is "
-                         f"configured with {list(class_names)}; set model.class_names to match")
+        raise ValueError(
+            f"{spec} has classes {list(dataset.classes)} but the model is "
+            f"configured with {list(class_names)}; set model.class_names to match"
+        )
     if exclude:
         dataset = without_samples(dataset, exclude)
     return dataset
@@ -111,12 +115,22 @@ def training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatData
         count = remaining if last else max(1, round(total * source.weight / weight_sum))
         remaining -= count
         if count < 1:
-            raise ValueError(f"data.train weights leave no crops for {source.spec}; "
-                             "raise schedule.epoch_iterations or its weight")
-        parts.append(TrainingCrops(dataset, cfg.data.crop_size, count, seed=cfg.run.seed + i,
-                                   scale_range=cfg.data.scale_range, cache_mb=cfg.data.cache_mb,
-                                   gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m),
-                                   color_jitter=cfg.data.color_jitter))
+            raise ValueError(
+                f"data.train weights leave no crops for {source.spec}; "
+                "raise schedule.epoch_iterations or its weight"
+            )
+        parts.append(
+            TrainingCrops(
+                dataset,
+                cfg.data.crop_size,
+                count,
+                seed=cfg.run.seed + i,
+                scale_range=cfg.data.scale_range,
+                cache_mb=cfg.data.cache_mb,
+                gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m),
+                color_jitter=cfg.data.color_jitter,
+            )
+        )
     return ConcatDataset(parts)
 
 
@@ -124,15 +138,23 @@ def validation_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatDa
     parts = []
     for spec in cfg.data.val:
         dataset = _open_dataset(spec, "val", class_names)
-        parts.append(TrainingCrops(dataset, cfg.data.val_crop_size, cfg.data.val_crops,
-                                   seed=cfg.run.seed + 1000, scale_range=(1.0, 1.0),
-                                   cache_mb=cfg.data.cache_mb,
-                                   gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m)))
+        parts.append(
+            TrainingCrops(
+                dataset,
+                cfg.data.val_crop_size,
+                cfg.data.val_crops,
+                seed=cfg.run.seed + 1000,
+                scale_range=(1.0, 1.0),
+                cache_mb=cfg.data.cache_mb,
+                gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m),
+            )
+        )
     return ConcatDataset(parts) if parts else None
 
 
-def pad_to_divisor(images: torch.Tensor, labels: torch.Tensor,
-                   divisor: int = SGHRQ.size_divisor) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_to_divisor(
+    images: torch.Tensor, labels: torch.Tensor, divisor: int = SGHRQ.size_divisor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad ``(B,3,H,W)`` images (0) and ``(B,H,W)`` labels (ignore) right/bottom so that
     ``H`` and ``W`` are multiples of ``divisor``; the padding never counts in any loss."""
     pad_h = -images.shape[-2] % divisor

@@ -27,8 +27,9 @@ def init_distributed(device_kind: str) -> Distributed:
         return Distributed()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(),
-                        int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed(
+        dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:

@@ -66,14 +66,16 @@ class TrainStep(nn.Module):
         self.model = model
         self.loss = loss
 
-    def forward(self, images: torch.Tensor,
-                labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.loss(self.model.forward_train(images, labels), labels)
 
 
 @torch.no_grad()
-def validate(model: SGHRQ, crops: ConcatDataset, device: torch.device,
-             batch_size: int = 2) -> tuple[float, list[float]]:
+def validate(
+    model: SGHRQ, crops: ConcatDataset, device: torch.device, batch_size: int = 2
+) -> tuple[float, list[float]]:
     """mIoU (fraction) and per-class IoU (NaN for classes absent from truth and prediction) of
     ``model`` on fixed validation crops."""
     was_training = model.training
@@ -99,24 +101,30 @@ class TrainResult:
     val_miou: float | None
 
 
-def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLike | None = None,
-          progress: bool = True,
-          validate_fn: Callable[[SGHRQ, int], tuple[float, list[float]] | None] | None = None,
-          ) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    resume: str | os.PathLike | None = None,
+    progress: bool = True,
+    validate_fn: Callable[[SGHRQ, int], tuple[float, list[float]] | None] | None = None,
+) -> TrainResult:
     """Run (or resume) training; returns where the final weights are.
 
     ``validate_fn(model, iteration)`` replaces the default validation (mIoU of fixed crops of
     ``data.val``); it runs on the main process every ``run.val_every`` iterations and at the end.
     """
     out_dir = Path(out_dir)
-    ctx = init_distributed("cuda" if cfg.run.device != "cpu" and torch.cuda.is_available()
-                            else "cpu")
+    ctx = init_distributed(
+        "cuda" if cfg.run.device != "cpu" and torch.cuda.is_available() else "cpu"
+    )
     device = pick_device(cfg.run.device, ctx.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.schedule.batch_size % ctx.world:
-        raise ValueError(f"schedule.batch_size {cfg.schedule.batch_size} must be divisible by the "
-                         f"number of processes ({ctx.world})")
+        raise ValueError(
+            f"schedule.batch_size {cfg.schedule.batch_size} must be divisible by the "
+            f"number of processes ({ctx.world})"
+        )
     per_process_batch = cfg.schedule.batch_size // ctx.world
     use_amp = cfg.run.amp and device.type == "cuda"
     if ctx.main:
@@ -138,11 +146,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
     step_module: nn.Module = TrainStep(model, SGHRQLoss(cfg.loss))
     if ctx.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None)
+            step_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     sched_cfg = cfg.schedule
     optimizer = make_optimizer(model, sched_cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: sched_cfg.lr_at(it) / sched_cfg.lr)
+        optimizer, lambda it: sched_cfg.lr_at(it) / sched_cfg.lr
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -157,12 +167,19 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
     crops = training_crops(cfg, class_names)
     sampler = ResumableSampler(EpochCrops(crops), ctx.world, ctx.rank, cfg.run.seed)
     # A private generator: creating loader iterators must not consume the global RNG (dropout).
-    loader = DataLoader(sampler.dataset, batch_size=per_process_batch, sampler=sampler,
-                        num_workers=cfg.data.workers, persistent_workers=cfg.data.workers > 0,
-                        drop_last=True, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(cfg.run.seed))
+    loader = DataLoader(
+        sampler.dataset,
+        batch_size=per_process_batch,
+        sampler=sampler,
+        num_workers=cfg.data.workers,
+        persistent_workers=cfg.data.workers > 0,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.run.seed),
+    )
     val_crops = validation_crops(cfg, class_names) if ctx.main and validate_fn is None else None
     if validate_fn is None and val_crops is not None:
+
         def validate_fn(m: SGHRQ, it: int) -> tuple[float, list[float]]:
             return validate(m, val_crops, device)
 
@@ -179,9 +196,17 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
     window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
     last_loss, val_miou = float("nan"), None
     if ctx.main:
-        log.info("training %s (%d classes) on %s, %d process(es), iterations %d..%d, batch %d, "
-                 "crop %d", cfg.model.preset, len(class_names), device, ctx.world, start,
-                 sched_cfg.iterations, sched_cfg.batch_size, cfg.data.crop_size)
+        log.info(
+            "training %s (%d classes) on %s, %d process(es), iterations %d..%d, batch %d, crop %d",
+            cfg.model.preset,
+            len(class_names),
+            device,
+            ctx.world,
+            start,
+            sched_cfg.iterations,
+            sched_cfg.batch_size,
+            cfg.data.crop_size,
+        )
 
     for iteration in range(start, sched_cfg.iterations):
         epoch, position = divmod(iteration, sched_cfg.epoch_iterations)
@@ -190,14 +215,17 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
             sampler.start = position * per_process_batch
             batches = iter(loader)
         images, labels = next(batches)
-        images, labels = pad_to_divisor(images.to(device, non_blocking=True),
-                                        labels.to(device, non_blocking=True))
+        images, labels = pad_to_divisor(
+            images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        )
 
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss, terms = step_module(images, labels)
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at iteration {iteration}; training "
-                                f"diverged. Lower schedule.lr or resume from {state_path}")
+            raise TrainingError(
+                f"loss became {loss.item()} at iteration {iteration}; training "
+                f"diverged. Lower schedule.lr or resume from {state_path}"
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -216,21 +244,33 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
             speed = window_steps * sched_cfg.batch_size / (now - window_start)
             last_loss = means[0]
             if logs is not None:
-                row = {"iteration": done, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                       "loss": means[0], **dict(zip(LOSS_TERMS, means[1:], strict=True)),
-                       "images_per_s": speed, "elapsed_s": now - run_start}
+                row = {
+                    "iteration": done,
+                    "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "loss": means[0],
+                    **dict(zip(LOSS_TERMS, means[1:], strict=True)),
+                    "images_per_s": speed,
+                    "elapsed_s": now - run_start,
+                }
                 logs.train_row(row)
             if bar is not None:
-                bar.set_postfix(loss=f"{means[0]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                                img_s=f"{speed:.2f}")
+                bar.set_postfix(
+                    loss=f"{means[0]:.3f}",
+                    lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                    img_s=f"{speed:.2f}",
+                )
             window_loss.zero_()
             window_start, window_steps = now, 0
         if bar is not None:
             bar.update(1)
 
         final = done == sched_cfg.iterations
-        if validate_fn is not None and ctx.main and (
-                final or (cfg.run.val_every and done % cfg.run.val_every == 0)):
+        if (
+            validate_fn is not None
+            and ctx.main
+            and (final or (cfg.run.val_every and done % cfg.run.val_every == 0))
+        ):
             result = validate_fn(model, done)
             if result is not None:
                 val_miou, per_class = result
@@ -248,18 +288,21 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
     model_path = out_dir / "model.pt"
     if ctx.main:
         if start >= sched_cfg.iterations:
-            log.info("%s already reached %d iterations; nothing to train", resume,
-                     sched_cfg.iterations)
+            log.info(
+                "%s already reached %d iterations; nothing to train", resume, sched_cfg.iterations
+            )
         # SyncBatchNorm keeps BatchNorm's state-dict keys: the file loads into plain SGHRQ.
         first = crops.datasets[0]
         assert isinstance(first, TrainingCrops)
         palette = [list(colour) for colour in first.dataset.palette]
         meta = training_meta(cfg, ctx, last_loss, val_miou, run_start)
         meta["training_tiles"] = training_tile_ids(cfg, class_names)
-        save_checkpoint(model_path, model, half=True, inference_only=True, palette=palette,
-                        training=meta)
-        log.info("wrote %s (fp16 inference weights) and %s (resumable state)", model_path,
-                 state_path)
+        save_checkpoint(
+            model_path, model, half=True, inference_only=True, palette=palette, training=meta
+        )
+        log.info(
+            "wrote %s (fp16 inference weights) and %s (resumable state)", model_path, state_path
+        )
     if logs is not None:
         logs.close()
     if ctx.world > 1:
@@ -269,7 +312,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: str | os.PathLik
 
 def make_optimizer(model: nn.Module, sched: ScheduleSection) -> torch.optim.Optimizer:
     if sched.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=sched.lr, betas=(sched.momentum, 0.999),
-                                 weight_decay=sched.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
-                           weight_decay=sched.weight_decay)
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=sched.lr,
+            betas=(sched.momentum, 0.999),
+            weight_decay=sched.weight_decay,
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=sched.lr, momentum=sched.momentum, weight_decay=sched.weight_decay
+    )

@@ -52,21 +52,21 @@ class LossWeights:
                 raise ValueError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
 
 
-def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor,
-                    class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def segmentation_ce(
+    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels; logits ``(B,C,h,w)`` are resized (bilinear) to
     labels ``(B,H,W)`` int64 first. A batch with no labelled pixel gives 0, not NaN. With
     ``class_weights`` (C,) each pixel counts with its class's weight (weighted mean)."""
     if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
-                               align_corners=False)
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     if class_weights is None:
-        total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX,
-                                reduction="sum")
+        total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
         return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
     weights = class_weights.to(logits.device, torch.float32)
-    total = F.cross_entropy(logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX,
-                            reduction="sum")
+    total = F.cross_entropy(
+        logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum"
+    )
     labelled = labels[labels != IGNORE_INDEX]
     return total / weights[labelled].sum().clamp_min(1e-6)
 
@@ -74,6 +74,7 @@ def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor,
 def affinity_l1(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of the ``N x N`` cosine-similarity matrices of two feature maps
     ``(B, A, h, w)`` (``N = h*w``): do both agree which pixels are alike?"""
+
     def affinity(x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(x.float().flatten(2), dim=1)
         return x.transpose(1, 2) @ x
@@ -92,13 +93,18 @@ class SGHRQLoss(nn.Module):
     def __init__(self, weights: LossWeights | None = None) -> None:
         super().__init__()
         self.weights = weights or LossWeights()
-        self.class_weights = (torch.tensor(self.weights.class_weights, dtype=torch.float32)
-                              if self.weights.class_weights else None)
+        self.class_weights = (
+            torch.tensor(self.weights.class_weights, dtype=torch.float32)
+            if self.weights.class_weights
+            else None
+        )
 
-    def forward(self, outputs: dict[str, torch.Tensor],
-                labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        terms = {head: segmentation_ce(outputs[head], labels, self.class_weights)
-                 for head in CE_HEADS}
+    def forward(
+        self, outputs: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = {
+            head: segmentation_ce(outputs[head], labels, self.class_weights) for head in CE_HEADS
+        }
         terms["sr"] = F.mse_loss(outputs["sr"].float(), outputs["sr_target"].float())
         terms["affinity"] = affinity_l1(outputs["affinity_shallow"], outputs["affinity_semantic"])
         total = sum(getattr(self.weights, name) * value for name, value in terms.items())
