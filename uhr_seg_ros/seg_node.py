@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from uhr_seg_ros.ros.runner import exit_now, run_node
 from uhr_seg_ros.ros.node import SegNode
 from uhr_seg_ros.ros.params import ParamError
+from uhr_seg_ros.ros.runner import exit_now, run_node
 
 
 def main(args: list[str] | None = None) -> int:

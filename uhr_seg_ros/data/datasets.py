@@ -521,7 +521,8 @@ SYNTHETIC_SPLIT_SEEDS = {"train": 0, "all": 0, "val": 1, "test": 2}
 def build_dataset(spec: str, split: str = "train") -> SegmentationDataset:
     """A data set from a ``KIND:ARG`` string (CLI and configs).
 
-    ``deepglobe:DIR``, ``deepglobe512:DIR`` (the 512² quadrants), ``inria:DIR``, ``folder:DIR`` (palette.yaml inside) or
+    ``deepglobe:DIR``, ``deepglobe512:DIR`` (the 512² quadrants), ``inria:DIR``, ``folder:DIR``
+    (palette.yaml inside) or
     ``synthetic:COUNT@SIZE`` (SIZE is ``N`` or ``HxW``; the split picks the seed).
     """
     kind, sep, arg = spec.partition(":")
