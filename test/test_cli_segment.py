@@ -64,6 +64,6 @@ def test_no_usable_backend_exits_1_with_the_reason(checkpoint, image_file, tmp_p
 
 def test_cli_backend_default_is_the_backends_default_order():
     from uhr_seg_ros.backends import DEFAULT_ORDER
-    from uhr_seg_ros.cli import DEFAULT_BACKENDS
+    from uhr_seg_ros.cli.segmenter_options import DEFAULT_BACKENDS
 
     assert tuple(DEFAULT_BACKENDS.split(",")) == DEFAULT_ORDER

@@ -11,18 +11,17 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from uhr_seg_ros.backends import DEFAULT_ORDER, Backend, create_backend
+from uhr_seg_ros.backends import Backend, create_backend
 from uhr_seg_ros.data.palettes import default_palette
-from uhr_seg_ros.defaults import MEMORY_CAP_MB
 from uhr_seg_ros.model.contract import SegmentationModel
+from uhr_seg_ros.settings import SegmenterSettings
 from uhr_seg_ros.tiling import (
-    DEFAULT_SAFETY_MARGIN,
     MemoryModel,
     PlanError,
     TiledExecutor,
@@ -54,35 +53,6 @@ def calibration_points(
         return CUDA_QUICK_POINTS if backend.device.type == "cuda" else QUICK_POINTS
     patches = TENSORRT_PATCH_SIZES if patch_size is None else (patch_size,)
     return tuple(sorted({(b, p) for p in patches for b in (1, backend.max_batch)}))
-
-
-@dataclass
-class SegmenterSettings:
-    """Everything a user can choose; ROS parameters and CLI flags map onto these fields."""
-
-    # checkpoint file; None = the bundled default model (uhr_seg_ros.paths.default_model_path())
-    model_path: str | None = None
-    # backends tried in order until one comes up (tensorrt | cuda | cpu)
-    backend_order: tuple[str, ...] = DEFAULT_ORDER
-    # fp16 | fp32 on GPU backends (the CPU backend always runs fp32)
-    precision: str = "fp16"
-    # device memory inference may use, in MB (weights, engine, buffers, activations)
-    memory_cap_mb: float = MEMORY_CAP_MB
-    # fraction of the cap kept free for fragmentation and measurement variance
-    safety_margin: float = DEFAULT_SAFETY_MARGIN
-    # planner overrides: None lets the planner decide from the cap
-    patch_size: int | None = None
-    overlap: int | None = None
-    batch_size: int | None = None
-    # largest batch the backend is built for (TensorRT profile, CUDA graph size)
-    max_batch: int = 4
-    # also return the per-pixel confidence (max softmax of the averaged logits)
-    return_confidence: bool = False
-    # a file written by `uhr-seg calibrate`; None = look in config/memory_models/, else measure
-    # a quick memory model at start-up
-    memory_model_path: str | None = None
-    # TensorRT engine cache (None = ~/.cache/uhr_seg_ros/engines)
-    engine_cache_dir: str | None = None
 
 
 @dataclass
@@ -206,8 +176,6 @@ class Segmenter:
     ) -> Segmenter:
         """Load the model (or use the in-memory ``model``), bring up the first backend of
         ``settings.backend_order`` that works here and get a measured memory model."""
-        if settings.memory_cap_mb <= 0:
-            raise ValueError(f"memory_cap_mb must be positive, got {settings.memory_cap_mb}")
         if model is None:
             model = resolve_model(settings)
         patch_sizes = (
@@ -292,7 +260,7 @@ class Segmenter:
             s = self.settings
             self._plans[key] = plan_tiles(
                 *key,
-                cap_bytes=int(s.memory_cap_mb * 2**20),
+                cap_bytes=s.cap_bytes,
                 memory_model=self.memory_model,
                 num_classes=self.backend.num_classes,
                 device=self.backend.device,
@@ -356,8 +324,7 @@ class Segmenter:
 
     def check_memory_cap(self, mb: float) -> None:
         """Raise :class:`PlanError` with the fix when no frame at all could run under ``mb``."""
-        if not mb > 0:
-            raise PlanError(f"memory cap must be positive, got {mb} MB")
+        self.settings.replace(memory_cap_mb=mb)  # SettingsError: not a finite positive number
         minimum = self.minimum_cap_mb()
         if mb < minimum:
             raise PlanError(
@@ -371,21 +338,21 @@ class Segmenter:
         Raises :class:`PlanError` (and keeps the old cap) when nothing fits the new one, also
         before the first frame when no frame could fit (:meth:`check_memory_cap`)."""
         self.check_memory_cap(mb)
-        old_cap, old_plans = self.settings.memory_cap_mb, self._plans
-        self.settings.memory_cap_mb, self._plans = float(mb), {}
+        old_settings, old_plans = self.settings, self._plans
+        self.settings, self._plans = self.settings.replace(memory_cap_mb=mb), {}
         if self._active_size is None:
             return None
         self.executor.release()
         try:
             return self.prepare(*self._active_size)
         except PlanError:
-            self.settings.memory_cap_mb, self._plans = old_cap, old_plans
+            self.settings, self._plans = old_settings, old_plans
             raise
 
     def pin_tiling(self, patch: int | None, overlap: int | None, batch: int | None) -> None:
         """Fix (or, with None, free) patch, overlap and batch for every later frame size:
         the raster reader cuts a mosaic into blocks whose windows must line up with one grid."""
-        self.settings = replace(self.settings, patch_size=patch, overlap=overlap, batch_size=batch)
+        self.settings = self.settings.replace(patch_size=patch, overlap=overlap, batch_size=batch)
         self._plans = {}
 
     # -- inference ----------------------------------------------------------------------------

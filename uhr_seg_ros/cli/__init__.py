@@ -12,8 +12,6 @@ import importlib
 import logging
 import sys
 
-from uhr_seg_ros.defaults import BACKEND_ORDER
-
 # Order is the order shown in --help.
 #: Module names under ``uhr_seg_ros/cli/``; each registers its own command name.
 SUBCOMMANDS = (
@@ -28,26 +26,6 @@ SUBCOMMANDS = (
     "synthetic",
     "check_data",
 )
-#: ``--backend`` default of every subcommand that takes one (from ``uhr_seg_ros.defaults``, which
-#: imports no torch, so building the parser stays instant).
-DEFAULT_BACKENDS = ",".join(BACKEND_ORDER)
-
-
-def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    """``--backend a,b,c``: the fallback chain, parsed into a tuple of names."""
-    parser.add_argument(
-        "--backend",
-        type=_backend_order,
-        default=DEFAULT_BACKENDS,
-        help=f"backends to try in order, comma-separated (default {DEFAULT_BACKENDS})",
-    )
-
-
-def _backend_order(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise argparse.ArgumentTypeError(f"names no backend; use e.g. {DEFAULT_BACKENDS}")
-    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from uhr_seg_ros.backends.base import BackendError  # here, so that --help stays instant
-    from uhr_seg_ros.geo import MissingExtraError
+    from uhr_seg_ros.extras import MissingExtraError
 
     try:
         return int(args.func(args) or 0)

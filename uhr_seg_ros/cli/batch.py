@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from uhr_seg_ros.cli.geo_options import add_raster_arguments
-from uhr_seg_ros.cli.segment import add_segmenter_arguments, settings_from_args
+from uhr_seg_ros.cli.segmenter_options import add_segmenter_arguments, settings_from_args
 
 LOGGER = logging.getLogger("uhr-seg.batch")
 #: the raster flags handed to every worker
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.cli.geo_options import check_raster_arguments
     from uhr_seg_ros.geo import require
 
+    settings = settings_from_args(args)  # a bad flag fails before any file is looked at
     check_raster_arguments(args, raster_out=True)
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise ValueError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
         run_jobs(
             todo,
-            settings_from_args(args),
+            settings,
             raster_options,
             ClusterOptions(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker),
             on_record,

@@ -38,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp16", "fp32"),
         default="fp16",
         help="GPU precision (the CPU always runs fp32; default fp16)",
     )
@@ -67,13 +66,16 @@ def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.tiling import calibrate, model_identity
     from uhr_seg_ros.tiling.memory_model import CPU_FULL_POINTS, FULL_POINTS
 
-    model = resolve_model(SegmenterSettings(model_path=args.model))
+    settings = SegmenterSettings(  # validates the precision against the backend registry
+        model_path=args.model, backend_order=(args.device,), precision=args.precision
+    )
+    model = resolve_model(settings)
     # TensorRT: the engines a Segmenter builds, so that every point calibration_points asks
     # for has one (the backend's own default is patch 1024 only).
     backend = create_backend(
         model,
         (args.device,),
-        precision=args.precision,
+        precision=settings.precision,
         max_batch=args.max_batch,
         patch_sizes=TENSORRT_PATCH_SIZES,
     )

@@ -23,9 +23,12 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uhr_seg_ros.cli import add_backend_argument
+from uhr_seg_ros.cli.segmenter_options import add_segmenter_arguments
+
+if TYPE_CHECKING:
+    from uhr_seg_ros.settings import SegmenterSettings
 
 LOGGER = logging.getLogger("uhr-seg.demo")
 NAMESPACE = "/uhr_seg"
@@ -53,14 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--frames", type=int, default=3, help="colour masks to collect before stopping (default 3)"
     )
     parser.add_argument(
-        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
-    )
-    parser.add_argument(
         "--source",
         default="sample",
         help="sample (bundled frame), synthetic, or an image file / folder",
     )
-    add_backend_argument(parser)
+    add_segmenter_arguments(parser)
     parser.add_argument(
         "--rate", type=float, default=1.0, help="demo camera frame rate in Hz (default 1)"
     )
@@ -111,11 +111,28 @@ class RosProcess:
         return "\n".join("    " + line for line in text) or "    (empty log)"
 
 
+def node_parameter_arguments(settings: SegmenterSettings) -> list[str]:
+    """``-p name:=value`` for every segmenter setting the node has a parameter for (its sentinels
+    for "the planner decides"), so the node segments exactly as the flags say."""
+    arguments = []
+    for name, value in settings.as_sentinels().items():
+        if isinstance(value, list):
+            text = f"[{','.join(value)}]"
+        elif isinstance(value, str):
+            text = f"'{value}'" if value else "''"
+        else:
+            text = str(value)
+        arguments += ["-p", f"{name}:={text}"]
+    return arguments
+
+
 def run(args: argparse.Namespace) -> int:
+    from uhr_seg_ros.cli.segmenter_options import settings_from_args
     from uhr_seg_ros.paths import default_model_path
     from uhr_seg_ros.ros.fastdds import profile_variables
 
-    model = args.model or default_model_path()
+    settings = settings_from_args(args)  # checked here: a typo fails before any process starts
+    model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         raise FileNotFoundError(
             f"model {model} does not exist"
@@ -125,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.rate <= 0 or args.timeout <= 0:
         raise ValueError("--frames, --rate and --timeout must be positive")
     args.out.mkdir(parents=True, exist_ok=True)
-    backends = args.backend
 
     # The profile must be in this process's environment before rclpy creates a participant.
     os.environ.update(profile_variables(os.environ))
@@ -138,10 +154,7 @@ def run(args: argparse.Namespace) -> int:
             f"image:={IMAGE_TOPIC}",
             "-p",
             "autostart:=true",
-            "-p",
-            f"model_path:={model.resolve()}",
-            "-p",
-            f"backend_order:=[{','.join(backends)}]",
+            *node_parameter_arguments(settings.replace(model_path=str(model.resolve()))),
         ],
         args.out / "seg_node.log",
         os.environ,

@@ -16,8 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from uhr_seg_ros.cli import add_backend_argument
-from uhr_seg_ros.defaults import MEMORY_CAP_MB
+from uhr_seg_ros.cli.segmenter_options import add_segmenter_arguments
 
 LOGGER = logging.getLogger("uhr-seg.eval")
 
@@ -36,19 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="deepglobe:DIR, inria:DIR, folder:DIR or synthetic:COUNT@SIZE",
     )
     parser.add_argument(
-        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
-    )
-    parser.add_argument(
         "--split",
         default="val",
         choices=("train", "val", "test", "all"),
         help="which split to score (default val)",
-    )
-    parser.add_argument(
-        "--memory-cap-mb",
-        type=float,
-        default=MEMORY_CAP_MB,
-        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f}, the paper's 1.5 GB)",
     )
     parser.add_argument(
         "--ids",
@@ -58,13 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="score exactly these samples (any split), e.g. --ids 6399 10452",
     )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
-    add_backend_argument(parser)
-    parser.add_argument(
-        "--precision",
-        choices=("fp16", "fp32"),
-        default="fp16",
-        help="GPU precision (the CPU backend always runs fp32)",
-    )
+    add_segmenter_arguments(parser)
     parser.add_argument("--no-vis", action="store_true", help="skip the per-image pictures")
     parser.add_argument("--out", type=Path, required=True, help="folder for results and pictures")
     parser.set_defaults(func=run)
@@ -72,11 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from uhr_seg_ros.cli.segmenter_options import settings_from_args
     from uhr_seg_ros.data.datasets import SubsetDataset, build_dataset
     from uhr_seg_ros.evaluation.evaluate import evaluate, write_results
     from uhr_seg_ros.paths import default_model_path
-    from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+    from uhr_seg_ros.pipeline import Segmenter
 
+    settings = settings_from_args(args)  # a bad flag fails before the data set is read
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     dataset = build_dataset(args.data, "all" if args.ids else args.split)
@@ -87,13 +73,7 @@ def run(args: argparse.Namespace) -> int:
             f"split {args.split!r} of {args.data} is empty; pick another --split "
             "or add split files (docs/data.md)"
         )
-    model_path = args.model or default_model_path()
-    settings = SegmenterSettings(
-        model_path=str(model_path),
-        memory_cap_mb=args.memory_cap_mb,
-        precision=args.precision,
-        backend_order=args.backend,
-    )
+    model_path = Path(args.model) if args.model else default_model_path()
     trained_on = tiles_in_training_data(model_path, args.data, dataset.names)
     if trained_on:
         LOGGER.warning(
@@ -125,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             "split": args.split,
             "model": str(model_path),
             "backend": segmenter.backend.describe(),
-            "memory_cap_mb": args.memory_cap_mb,
+            "memory_cap_mb": settings.memory_cap_mb,
             "ids": args.ids,
             "in_training_data": trained_on,
         },

@@ -49,7 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp16", "fp32"),
         default="fp16",
         help="TensorRT engine precision (default fp16); ONNX is always fp32",
     )

@@ -2,7 +2,7 @@
 orthomosaic in, a georeferenced mask GeoTIFF (and polygons) out.
 
     uhr-seg segment frame.jpg --out mask.png
-    uhr-seg segment big.jpg --out mask.png --device cuda --memory-cap-mb 1000 --color overlay.png
+    uhr-seg segment big.jpg --out mask.png --backend cuda --memory-cap-mb 1000 --color overlay.png
     uhr-seg segment mosaic.tif --out mask.tif --bands 3,2,1 --overviews --vector classes.gpkg
 
 The mask is a single-channel 8-bit image the size of the input whose pixel values are class ids
@@ -18,82 +18,9 @@ import logging
 from pathlib import Path
 
 from uhr_seg_ros.cli.geo_options import add_raster_arguments
-from uhr_seg_ros.defaults import MEMORY_CAP_MB
+from uhr_seg_ros.cli.segmenter_options import add_segmenter_arguments, settings_from_args
 
 LOGGER = logging.getLogger("uhr-seg.segment")
-
-#: ``--device`` → backend order of the fallback chain.
-DEVICE_ORDERS: dict[str, tuple[str, ...]] = {
-    "auto": ("tensorrt", "cuda", "cpu"),
-    "cuda": ("cuda",),
-    "tensorrt": ("tensorrt",),
-    "cpu": ("cpu",),
-}
-
-
-def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that map onto :class:`~uhr_seg_ros.pipeline.SegmenterSettings`."""
-    parser.add_argument(
-        "--model", default=None, help="checkpoint (.pt); default: the bundled model"
-    )
-    parser.add_argument(
-        "--device",
-        choices=sorted(DEVICE_ORDERS),
-        default="auto",
-        help="auto = tensorrt, then cuda, then cpu (default auto)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("fp16", "fp32"),
-        default="fp16",
-        help="GPU precision (the CPU always runs fp32; default fp16)",
-    )
-    parser.add_argument(
-        "--memory-cap-mb",
-        type=float,
-        default=MEMORY_CAP_MB,
-        help=f"device memory inference may use (default {MEMORY_CAP_MB:.0f})",
-    )
-    parser.add_argument(
-        "--patch-size",
-        type=int,
-        default=None,
-        help="pin the window side (multiple of 32); default: planner decides",
-    )
-    parser.add_argument(
-        "--overlap",
-        type=int,
-        default=None,
-        help="pin the window overlap in pixels; default: 25%% of the patch",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="pin the windows per forward pass; default: planner decides",
-    )
-    parser.add_argument(
-        "--memory-model",
-        default=None,
-        help="memory model JSON from `uhr-seg calibrate` (default: a stored "
-        "one for this model/device, else measured at start-up)",
-    )
-
-
-def settings_from_args(args: argparse.Namespace):
-    """The one mapping from command-line flags to :class:`SegmenterSettings`."""
-    from uhr_seg_ros.pipeline import SegmenterSettings
-
-    return SegmenterSettings(
-        model_path=args.model,
-        backend_order=DEVICE_ORDERS[args.device],
-        precision=args.precision,
-        memory_cap_mb=args.memory_cap_mb,
-        patch_size=args.patch_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        memory_model_path=args.memory_model,
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -116,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="also write the palette blended over the image (PNG/JPEG)",
     )
-    add_segmenter_arguments(parser)
+    add_segmenter_arguments(parser, device_alias=True)
     add_raster_arguments(parser)
     parser.set_defaults(func=run)
     return parser
@@ -131,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.geo import is_raster_path
     from uhr_seg_ros.pipeline import Segmenter
 
+    settings = settings_from_args(args)  # a bad flag fails before the image is read
     if is_raster_path(args.out):
         return run_raster(args)
     if args.out.suffix.lower() != ".png":
@@ -140,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         )
     check_raster_arguments(args, raster_out=False)
     image = read_rgb(args.image)
-    segmenter = Segmenter.from_settings(settings_from_args(args))
+    segmenter = Segmenter.from_settings(settings)
     try:
         result = segmenter.segment(image)
     finally:

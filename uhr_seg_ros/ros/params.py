@@ -21,13 +21,16 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from uhr_seg_ros.defaults import BACKEND_ORDER, MEMORY_CAP_MB
+from uhr_seg_ros.settings import (
+    AUTO_BATCH,
+    AUTO_OVERLAP,
+    AUTO_PATCH,
+    SegmenterSettings,
+    SettingsError,
+)
 
-BACKENDS: tuple[str, ...] = BACKEND_ORDER
-PRECISIONS: tuple[str, ...] = ("fp16", "fp32")
 TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable")
-#: Patch sides are multiples of the network's total stride.
-PATCH_MULTIPLE = 32
 #: Largest frame accepted by default (the paper's 20000²); bigger ones are refused undecoded.
 MAX_FRAME_PIXELS = 20000 * 20000
 
@@ -46,7 +49,7 @@ class NodeParams:
 
     model_path: str = _param("", "SGHRQ checkpoint (.pt); empty = the bundled default model")
     backend_order: tuple[str, ...] = _param(
-        BACKENDS, "backends to try, best first; the first that works is used"
+        BACKEND_ORDER, "backends to try, best first; the first that works is used"
     )
     precision: str = _param("fp16", "fp16 or fp32 on GPU backends (the CPU always runs fp32)")
     memory_cap_mb: float = _param(
@@ -54,9 +57,18 @@ class NodeParams:
         "GPU memory cap in MB; the tile plan is chosen to stay under it",
         runtime=True,
     )
-    patch_size: int = _param(0, "tile side in pixels (multiple of 32); 0 = planner decides")
-    overlap: int = _param(-1, "tile overlap in pixels; -1 = planner decides")
-    batch_size: int = _param(0, "tiles per inference batch; 0 = planner decides")
+    patch_size: int = _param(
+        AUTO_PATCH,
+        f"tile side in pixels (a multiple of the model's size divisor); {AUTO_PATCH} = planner "
+        "decides",
+    )
+    overlap: int = _param(AUTO_OVERLAP, f"tile overlap in pixels; {AUTO_OVERLAP} = planner decides")
+    batch_size: int = _param(
+        AUTO_BATCH, f"tiles per inference batch; {AUTO_BATCH} = planner decides"
+    )
+    memory_model_path: str = _param(
+        "", "memory model JSON from `uhr-seg calibrate`; empty = a stored one, else measured"
+    )
     class_names: tuple[str, ...] = _param(
         (), "class names for diagnostics; empty = the model's", runtime=True
     )
@@ -133,31 +145,29 @@ def _check_one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ParamError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
+def segmenter_settings(p: NodeParams) -> SegmenterSettings:
+    """The core's settings for these parameters: a translation only (the sentinels 0/-1 and
+    empty paths are understood by :class:`SegmenterSettings`, which also validates)."""
+    return SegmenterSettings(
+        model_path=p.model_path,
+        backend_order=p.backend_order,
+        precision=p.precision,
+        memory_cap_mb=p.memory_cap_mb,
+        patch_size=p.patch_size,
+        overlap=p.overlap,
+        batch_size=p.batch_size,
+        memory_model_path=p.memory_model_path,
+    )
+
+
 def _validate(p: NodeParams) -> None:
-    if not p.backend_order:
-        raise ParamError(f"backend_order must name at least one of {', '.join(BACKENDS)}")
-    for backend in p.backend_order:
-        _check_one_of("backend_order entry", backend, BACKENDS)
-    if len(set(p.backend_order)) != len(p.backend_order):
-        raise ParamError(f"backend_order lists a backend twice: {list(p.backend_order)}")
-    _check_one_of("precision", p.precision, PRECISIONS)
+    try:
+        segmenter_settings(p)  # the segmenter's own fields: checked by their one owner
+    except SettingsError as exc:
+        raise ParamError(str(exc)) from None
     _check_one_of("input_transport", p.input_transport, TRANSPORTS)
     _check_one_of("input_reliability", p.input_reliability, RELIABILITIES)
     _check_one_of("output_reliability", p.output_reliability, RELIABILITIES)
-    if not (math.isfinite(p.memory_cap_mb) and p.memory_cap_mb > 0):
-        raise ParamError(f"memory_cap_mb must be a positive number of MB, got {p.memory_cap_mb}")
-    if p.patch_size != 0 and (p.patch_size < PATCH_MULTIPLE or p.patch_size % PATCH_MULTIPLE):
-        raise ParamError(
-            f"patch_size must be 0 (automatic) or a positive multiple of "
-            f"{PATCH_MULTIPLE}, got {p.patch_size}"
-        )
-    if p.overlap < -1 or (p.patch_size and p.overlap >= p.patch_size):
-        raise ParamError(
-            f"overlap must be -1 (automatic) or 0 <= overlap < patch_size, got "
-            f"{p.overlap} with patch_size {p.patch_size}"
-        )
-    if p.batch_size < 0:
-        raise ParamError(f"batch_size must be 0 (automatic) or positive, got {p.batch_size}")
     if any(not name.strip() for name in p.class_names):
         raise ParamError(f"class_names must not contain empty names: {list(p.class_names)}")
     if len(p.palette) % 3 or any(not 0 <= v <= 255 for v in p.palette):

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from uhr_seg_ros.model.contract import SIZE_DIVISOR
+from uhr_seg_ros.settings import DEFAULT_SAFETY_MARGIN
 
 from .executor import buffer_bytes
 from .geometry import BLEND_MODES, DEFAULT_BLEND, TileGrid, round_up
@@ -35,8 +36,6 @@ from .plan import PlanError, TilePlan
 
 log = logging.getLogger(__name__)
 
-#: Fraction of the cap kept free: fragmentation, cuDNN/TensorRT workspace variance.
-DEFAULT_SAFETY_MARGIN = 0.10
 #: Overlap between neighbouring windows as a fraction of the patch (the paper's protocol:
 #: 1280/960 on Inria and 1504/1128 on DeepGlobe are both 25 %).
 DEFAULT_OVERLAP_FRACTION = 0.25
