@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 import torch
@@ -54,3 +55,14 @@ def test_export_of_a_missing_checkpoint_says_which_file(tmp_path, caplog):
     code = main(["export", "--model", str(missing), "--format", "onnx",
                  "--out", str(tmp_path / "x.onnx")])
     assert code == 1 and str(missing) in caplog.text
+
+
+def test_export_onnx_without_the_onnx_extra_is_one_line_naming_it(checkpoint, tmp_path, caplog,
+                                                                  monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    assert main(["export", "--format", "onnx", "--model", str(checkpoint),
+                 "--out", str(tmp_path / "m.onnx"), "--patch", "64", "--batch", "1"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["onnx is not installed (needed for ONNX export): "
+                      "pip install 'uhr_seg_ros[onnx]'"]
+    assert not (tmp_path / "m.onnx").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from uhr_seg_ros.extras import require
 from uhr_seg_ros.model.contract import SIZE_DIVISOR
 
 #: ONNX opset of exported files: 18 is the lowest the torch.export-based exporter emits and is
@@ -69,7 +70,8 @@ def export_onnx(model: nn.Module, path: str | Path, patch_size: int, max_batch: 
     1..max_batch; output ``logits``: float32 ``(batch, C, patch, patch)``. Exported in fp32 on
     the model's device: TensorRT / ONNX Runtime choose fp16 at build time (``trtexec --fp16``).
     """
-    import onnx  # optional dependency (extra "onnx")
+    onnx = require("onnx", "onnx", "ONNX export")
+    require("onnxscript", "onnx", "ONNX export")  # torch.onnx.export (dynamo) needs it
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

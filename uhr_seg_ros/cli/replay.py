@@ -15,8 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from uhr_seg_ros.cli import add_backend_argument
-from uhr_seg_ros.defaults import MEMORY_CAP_MB
+from uhr_seg_ros.cli.segmenter_options import add_segmenter_arguments
 
 LOGGER = logging.getLogger("uhr-seg.replay")
 
@@ -48,22 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="T",
         help="image topic to segment (repeatable); default: every Image/CompressedImage topic",
     )
-    parser.add_argument(
-        "--model", type=Path, default=None, help="checkpoint (.pt); default: the bundled model"
-    )
-    parser.add_argument(
-        "--memory-cap-mb",
-        type=float,
-        default=MEMORY_CAP_MB,
-        help=f"device memory cap in MB (default {MEMORY_CAP_MB:.0f})",
-    )
-    add_backend_argument(parser)
-    parser.add_argument(
-        "--precision",
-        choices=("fp16", "fp32"),
-        default="fp16",
-        help="GPU precision (the CPU backend always runs fp32; default fp16)",
-    )
+    add_segmenter_arguments(parser)
     parser.add_argument(
         "--storage",
         choices=("mcap", "sqlite3"),
@@ -75,7 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
+    from uhr_seg_ros.cli.segmenter_options import settings_from_args
+    from uhr_seg_ros.extras import require
+
+    settings = settings_from_args(args)  # a bad flag fails before anything is opened
+    require("rosbags", "ros", "reading and writing rosbag2 files")
+    from uhr_seg_ros.pipeline import Segmenter
     from uhr_seg_ros.ros.bag_replay import replay_bag
 
     # Checked before the model loads, so a typo costs no start-up time.
@@ -86,12 +75,6 @@ def run(args: argparse.Namespace) -> int:
             f"--out {args.out} exists; a replay never overwrites a bag: remove it "
             "or choose another path"
         )
-    settings = SegmenterSettings(
-        model_path=str(args.model) if args.model else None,
-        backend_order=args.backend,
-        memory_cap_mb=args.memory_cap_mb,
-        precision=args.precision,
-    )
     segmenter = Segmenter.from_settings(settings)
     LOGGER.info("segmenter: %s", segmenter.describe())
     try:

@@ -12,8 +12,12 @@ rasterio is the optional ``geo`` extra; everything here imports it lazily throug
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
+
+from uhr_seg_ros.extras import MissingExtraError
+from uhr_seg_ros.extras import require as _require
+
+__all__ = ["MASK_NODATA", "RASTER_SUFFIXES", "MissingExtraError", "is_raster_path", "require"]
 
 #: Suffixes that select the raster (GeoTIFF) path of ``uhr-seg segment`` / ``uhr-seg batch``.
 RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
@@ -21,19 +25,9 @@ RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 MASK_NODATA = 255
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message names the extra that brings it."""
-
-
 def require(module: str, extra: str = "geo") -> ModuleType:
     """Import ``module`` or raise :class:`MissingExtraError` naming ``pip install`` of the extra."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{module} is not installed (needed for geospatial rasters): "
-            f"pip install 'uhr_seg_ros[{extra}]'"
-        ) from exc
+    return _require(module, extra, "geospatial rasters")
 
 
 def is_raster_path(path: object) -> bool:
