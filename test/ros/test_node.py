@@ -34,7 +34,8 @@ from std_msgs.msg import Header
 from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 from uhr_seg_ros.ros import node as node_module
 from uhr_seg_ros.ros.image_conversion import fill_image_msg
-from uhr_seg_ros.ros.node import OOM_CAP_FACTOR, SegNode
+from uhr_seg_ros.failures import OOM_CAP_FACTOR
+from uhr_seg_ros.ros.node import SegNode
 
 pytestmark = pytest.mark.ros
 NUM_CLASSES = 6

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uhr_seg_ros.failures import FrameFailed, segment_frame
+
 from .jobs import Job, Record
 
 if TYPE_CHECKING:
@@ -62,6 +64,9 @@ class SegmentWorker:
                 self._raster(job, record)
             else:
                 self._image(job, record)
+        except FrameFailed as exc:  # the core's failure policy already retried what it could
+            record.status, record.reason = "error", f"{exc.reason}: {exc}".splitlines()[0]
+            log.warning("%s: %s", job.input, record.reason)
         except Exception as exc:
             record.status, record.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.warning("%s: %s", job.input, record.reason)
@@ -87,7 +92,7 @@ class SegmentWorker:
         from uhr_seg_ros.data.image_io import read_rgb
 
         image = read_rgb(Path(job.input))
-        result = self.segmenter.segment(image)
+        result = segment_frame(self.segmenter, image)  # same policy as the node and replay
         out = Path(job.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.stem + ".partial.png")

@@ -24,10 +24,10 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from uhr_seg_ros.failures import FrameFailed, segment_frame
 from uhr_seg_ros.pipeline import Segmenter
 from uhr_seg_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from uhr_seg_ros.ros.params import MAX_FRAME_PIXELS
-from uhr_seg_ros.tiling import PlanError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class ReplayReport:
     frames_read: int = 0
     masks_written: int = 0
     frames_skipped: int = 0
-    #: skip reason (ImageConversionError.reason, ``undecodable``, ``no_plan``) → count
+    #: skip reason (ImageConversionError.reason, ``undecodable``, or a
+    #: :mod:`uhr_seg_ros.failures` code such as ``no_plan``, ``out_of_memory``) → count
     skipped_reasons: Counter = field(default_factory=Counter)
     #: Segmenter time summed over written masks, milliseconds
     segment_ms: float = 0.0
@@ -144,15 +145,9 @@ def replay_bag(
                     continue
                 try:
                     rgb = DECODERS[connection.msgtype](msg, max_pixels=max_pixels)
-                    result = segmenter.segment(rgb)
-                except ImageConversionError as exc:
+                    result = segment_frame(segmenter, rgb)  # the node's failure policy
+                except (ImageConversionError, FrameFailed) as exc:
                     _skip(report, exc.reason, connection.topic, timestamp, exc)
-                    continue
-                except PlanError as exc:
-                    _skip(report, "no_plan", connection.topic, timestamp, exc)
-                    continue
-                except RuntimeError as exc:  # e.g. CUDA out of memory: lose this frame only
-                    _skip(report, "inference_failed", connection.topic, timestamp, exc)
                     continue
                 mask = result.mask
                 out = mask_type(

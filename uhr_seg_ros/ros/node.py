@@ -28,7 +28,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 
 from uhr_seg_ros.data.palettes import colorize
-from uhr_seg_ros.pipeline import SegmentationResult, Segmenter, SegmenterSettings
+from uhr_seg_ros.failures import FrameFailed, segment_frame
+from uhr_seg_ros.pipeline import SegmentationResult, Segmenter
 from uhr_seg_ros.ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb,
@@ -41,14 +42,13 @@ from uhr_seg_ros.ros.params import (
     check_against_model,
     declare_params,
     read_params,
+    segmenter_settings,
 )
 from uhr_seg_ros.ros.stats import NodeStats
 
 NODE_NAME = "uhr_seg"
 #: Rejection reason of a frame that arrived while the node was not active.
 INACTIVE = "inactive"
-#: After a CUDA out-of-memory error the cap is lowered to this fraction and the frame retried.
-OOM_CAP_FACTOR = 0.75
 #: Seconds between two log lines about rejected frames (every frame is still counted).
 REJECT_LOG_PERIOD_S = 5.0
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -73,19 +73,6 @@ def topic_qos(reliability: str) -> QoSProfile:
         depth=1,
         reliability=_RELIABILITY[reliability],
         durability=DurabilityPolicy.VOLATILE,
-    )
-
-
-def segmenter_settings(params: NodeParams) -> SegmenterSettings:
-    """The core's settings for these parameters (the ROS sentinels 0/-1 become None)."""
-    return SegmenterSettings(
-        model_path=params.model_path or None,
-        backend_order=params.backend_order,
-        precision=params.precision,
-        memory_cap_mb=params.memory_cap_mb,
-        patch_size=params.patch_size or None,
-        overlap=None if params.overlap < 0 else params.overlap,
-        batch_size=params.batch_size or None,
     )
 
 
@@ -406,37 +393,14 @@ class SegNode(LifecycleNode):
         self.stats.frame_published(timings, result.peak_memory_mb)
 
     def _segment(self, rgb: np.ndarray) -> SegmentationResult:
-        """Segment under the lock; on CUDA out-of-memory free the cache, lower the cap, retry
-        once."""
+        """Segment under the lock, with :func:`~uhr_seg_ros.failures.segment_frame`."""
         with self._segmenter_lock:
             if self._segmenter is None:  # cleaned up while this frame waited for the lock
                 raise FrameRejected(INACTIVE, "the node was cleaned up")
-            try:
-                return self._segmenter.segment(rgb)
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                cap = self._segmenter.settings.memory_cap_mb
-                try:
-                    self._segmenter.set_memory_cap(cap * OOM_CAP_FACTOR)
-                except ValueError as plan_exc:
-                    raise FrameRejected(
-                        "out_of_memory",
-                        f"CUDA out of memory at a {cap:.0f} MB "
-                        f"cap and no smaller plan fits: {plan_exc}",
-                    ) from exc
-                self.get_logger().warning(
-                    f"CUDA out of memory at a {cap:.0f} MB cap; lowered the cap to "
-                    f"{cap * OOM_CAP_FACTOR:.0f} MB and retrying the frame (other processes may "
-                    "be using the GPU; set memory_cap_mb to what is really free)"
-                )
-                try:
-                    return self._segmenter.segment(rgb)
-                except torch.cuda.OutOfMemoryError as again:
-                    torch.cuda.empty_cache()
-                    raise FrameRejected(
-                        "out_of_memory",
-                        f"CUDA out of memory again at {cap * OOM_CAP_FACTOR:.0f} MB: {again}",
-                    ) from again
+            try:  # the core's one failure policy (OOM: free, lower the cap, retry once)
+                return segment_frame(self._segmenter, rgb)
+            except FrameFailed as exc:
+                raise FrameRejected(exc.reason, str(exc)) from exc
 
     def _reject(self, reason: str, message: str) -> None:
         self.stats.frame_rejected(reason)
