@@ -26,8 +26,7 @@ from pathlib import Path
 import yaml
 
 from uhr_seg_ros.paths import config_dir
-from uhr_seg_ros.pipeline import TENSORRT_PATCH_SIZES, SegmenterSettings
-from uhr_seg_ros.ros.params import NodeParams, parse_params
+from uhr_seg_ros.ros.params import NodeParams, parse_params, segmenter_settings
 
 LOGGER = logging.getLogger("prebuild_engines")
 
@@ -68,8 +67,11 @@ def export_commands(params: NodeParams, out_dir: Path) -> list[list[str]]:
     is the first backend tried."""
     if params.backend_order[0] != "tensorrt":
         return []
-    batch = SegmenterSettings().max_batch
-    patches = (params.patch_size,) if params.patch_size else TENSORRT_PATCH_SIZES
+    # Which engines: the node's own settings (patch sizes, batch profile); their cache keys come
+    # from backends.tensorrt.engine_specs inside `uhr-seg export`, as in the node.
+    settings = segmenter_settings(params)
+    batch = settings.max_batch
+    patches = settings.engine_patch_sizes
     model = ["--model", params.model_path] if params.model_path else []
     return [[sys.executable, "-m", "uhr_seg_ros.cli", "export", "--format", "tensorrt", *model,
              "--patch", str(patch), "--batch", str(batch), "--precision", params.precision,

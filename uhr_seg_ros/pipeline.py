@@ -20,7 +20,7 @@ import torch
 from uhr_seg_ros.backends import Backend, create_backend
 from uhr_seg_ros.data.palettes import default_palette
 from uhr_seg_ros.model.contract import SegmentationModel
-from uhr_seg_ros.settings import SegmenterSettings
+from uhr_seg_ros.settings import TENSORRT_PATCH_SIZES, SegmenterSettings
 from uhr_seg_ros.tiling import (
     MemoryModel,
     PlanError,
@@ -35,10 +35,6 @@ from uhr_seg_ros.tiling import (
 from uhr_seg_ros.tiling.memory_model import CUDA_QUICK_POINTS, QUICK_POINTS
 
 log = logging.getLogger(__name__)
-
-#: Patch sizes TensorRT engines are built for when ``patch_size`` is not pinned (one engine
-#: each, built once and cached): a large one for generous caps, a small one for tight caps.
-TENSORRT_PATCH_SIZES: tuple[int, ...] = (512, 1024)
 
 
 def calibration_points(
@@ -178,9 +174,7 @@ class Segmenter:
         ``settings.backend_order`` that works here and get a measured memory model."""
         if model is None:
             model = resolve_model(settings)
-        patch_sizes = (
-            TENSORRT_PATCH_SIZES if settings.patch_size is None else (settings.patch_size,)
-        )
+        patch_sizes = settings.engine_patch_sizes
         backend = create_backend(
             model,
             settings.backend_order,

@@ -33,6 +33,9 @@ AUTO_BATCH = 0
 DEFAULT_SAFETY_MARGIN = 0.10
 #: Largest batch a backend is built for (TensorRT profile max, CUDA graph size).
 DEFAULT_MAX_BATCH = 4
+#: Patch sizes TensorRT engines are built for when ``patch_size`` is not pinned (one engine
+#: each, built once and cached): a large one for generous caps, a small one for tight caps.
+TENSORRT_PATCH_SIZES: tuple[int, ...] = (512, 1024)
 
 
 class SettingsError(ValueError):
@@ -165,6 +168,11 @@ class SegmenterSettings:
     def replace(self, **changes: Any) -> SegmenterSettings:
         """A validated copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def engine_patch_sizes(self) -> tuple[int, ...]:
+        """The patch sides a TensorRT backend builds engines for under these settings."""
+        return TENSORRT_PATCH_SIZES if self.patch_size is None else (self.patch_size,)
 
     @property
     def cap_bytes(self) -> int:

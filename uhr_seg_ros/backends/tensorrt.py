@@ -226,6 +226,39 @@ def load_or_build_engine(
     return serialized
 
 
+def engine_specs(
+    model: SegmentationModel,
+    *,
+    patch_sizes: Sequence[int],
+    max_batch: int,
+    precision: str,
+    device: torch.device,
+    checkpoint_hash: str | None = None,
+) -> tuple[EngineSpec, ...]:
+    """The one definition of which engines a model needs on this device and their cache keys:
+    one per patch side, batch profile ``1..max_batch`` (opt = max), keyed by weights, GPU,
+    TensorRT and torch-tensorrt versions and precision. ``TensorRTBackend`` (so the Segmenter
+    and the node), ``uhr-seg export`` and docker/prebuild_engines.py (through export) all ask
+    this function, so what one builds is what the other finds in the cache."""
+    torch_tensorrt, tensorrt = import_tensorrt()
+    weights = checkpoint_hash or weights_sha256(model)
+    gpu = torch.cuda.get_device_name(device)
+    return tuple(
+        EngineSpec(
+            checkpoint_sha256=weights,
+            gpu_name=gpu,
+            tensorrt_version=tensorrt.__version__,
+            torch_tensorrt_version=torch_tensorrt.__version__,
+            patch_size=patch,
+            min_batch=1,
+            opt_batch=max_batch,
+            max_batch=max_batch,
+            precision=precision,
+        )
+        for patch in sorted(set(patch_sizes))
+    )
+
+
 class _EngineRunner:
     """One deserialised engine, its execution context and static I/O buffers."""
 
@@ -299,7 +332,7 @@ class TensorRTBackend(Backend):
         engine_cache_dir: str | Path | None = None,
         checkpoint_hash: str | None = None,
     ) -> None:
-        torch_tensorrt, tensorrt = import_tensorrt()
+        _, tensorrt = import_tensorrt()
         if not torch.cuda.is_available():
             raise BackendUnavailable("no CUDA device (torch.cuda.is_available() is False)")
         if precision not in PRECISIONS:
@@ -313,19 +346,17 @@ class TensorRTBackend(Backend):
         self.precision = precision
         self.tensorrt_version = tensorrt.__version__
         cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache_dir()
-        base_spec = {
-            "checkpoint_sha256": checkpoint_hash or weights_sha256(model),
-            "gpu_name": torch.cuda.get_device_name(device),
-            "tensorrt_version": tensorrt.__version__,
-            "torch_tensorrt_version": torch_tensorrt.__version__,
-            "min_batch": 1,
-            "opt_batch": max_batch,
-            "max_batch": max_batch,
-            "precision": precision,
-        }
+        specs = engine_specs(
+            model,
+            patch_sizes=patch_sizes,
+            max_batch=max_batch,
+            precision=precision,
+            device=device,
+            checkpoint_hash=checkpoint_hash,
+        )
         serialized: dict[int, tuple[bytes, str]] = {}
-        for patch_size in sorted(set(patch_sizes)):
-            spec = EngineSpec(patch_size=patch_size, **base_spec)
+        for spec in specs:
+            patch_size = spec.patch_size
             try:
                 blob = load_or_build_engine(model, spec, cache_dir, device)
             except BackendError:

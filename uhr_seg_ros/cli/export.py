@@ -112,30 +112,26 @@ def _export_tensorrt(model: SegmentationModel, args: argparse.Namespace) -> None
 
     from uhr_seg_ros.backends.base import BackendUnavailable
     from uhr_seg_ros.backends.tensorrt import (
-        EngineSpec,
         default_engine_cache_dir,
+        engine_specs,
         import_tensorrt,
         load_or_build_engine,
-        weights_sha256,
     )
 
-    torch_tensorrt, tensorrt = import_tensorrt()
+    import_tensorrt()  # BackendUnavailable naming what is missing, before anything else
     if not torch.cuda.is_available():
         raise BackendUnavailable(
             "no CUDA device: a TensorRT engine must be built on the GPU it "
             "will run on; use --format onnx to export elsewhere"
         )
     device = torch.device("cuda", torch.cuda.current_device())
-    spec = EngineSpec(
-        checkpoint_sha256=weights_sha256(model),
-        gpu_name=torch.cuda.get_device_name(device),
-        tensorrt_version=tensorrt.__version__,
-        torch_tensorrt_version=torch_tensorrt.__version__,
-        patch_size=args.patch,
-        min_batch=1,
-        opt_batch=args.batch,
+    # The same identity function the node's TensorRT backend asks, so its cache finds this.
+    (spec,) = engine_specs(
+        model,
+        patch_sizes=(args.patch,),
         max_batch=args.batch,
         precision=args.precision,
+        device=device,
     )
     serialized = load_or_build_engine(
         model, spec, args.engine_cache_dir or default_engine_cache_dir(), device
