@@ -67,3 +67,16 @@ def test_cli_backend_default_is_the_backends_default_order():
     from uhr_seg_ros.cli.segmenter_options import DEFAULT_BACKENDS
 
     assert tuple(DEFAULT_BACKENDS.split(",")) == DEFAULT_ORDER
+
+
+def test_truncated_jpeg_is_refused_not_segmented(tmp_path, checkpoint):
+    """A cut-off JPEG used to give exit 0 and a one-class mask from libjpeg's grey fill (the
+    message is read_rgb's, tested in test/data/test_image_io.py)."""
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(1).integers(
+        0, 256, (64, 96, 3), dtype=np.uint8))[1].tobytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2])
+    out = tmp_path / "m.png"
+    assert main(["segment", str(cut), "--out", str(out), "--model", str(checkpoint),
+                 "--device", "cpu"]) == 1
+    assert not out.exists()

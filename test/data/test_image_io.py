@@ -30,3 +30,57 @@ def test_refusals_say_what_is_wrong(tmp_path):
     cv2.imwrite(str(tmp_path / "deep.png"), np.full((4, 4), 40000, np.uint16))
     with pytest.raises(ValueError, match="8-bit"):
         read_rgb(tmp_path / "deep.png")
+
+
+# -- truncated and corrupt compressed files (OpenCV alone decodes a cut-off JPEG into grey rows)
+
+from uhr_seg_ros.data.image_io import ImageDecodeError, check_encoded, decode_rgb  # noqa: E402
+from uhr_seg_ros.paths import models_dir, shared_data_dir  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_bgr() -> np.ndarray:
+    """A 320×480 crop of real aerial imagery (DeepGlobe) if present, else the bundled frame."""
+    data = shared_data_dir()
+    tiles = sorted((data / "deepglobe").glob("*_sat.jpg")) if data else []
+    image = cv2.imread(str(tiles[0] if tiles else models_dir() / "sample_frame.jpg"))
+    return np.ascontiguousarray(image[:320, :480])
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+@pytest.mark.parametrize("keep", [0.5, 0.9, -1])
+def test_truncated_files_are_refused_as_truncated(tmp_path, real_bgr, suffix, keep):
+    encoded = cv2.imencode(suffix, real_bgr)[1].tobytes()
+    cut = encoded[:keep] if keep == -1 else encoded[:int(len(encoded) * keep)]
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(cut)
+    with pytest.raises(ImageDecodeError, match="cut off") as info:
+        read_rgb(path)
+    assert info.value.reason == "truncated" and str(path) in str(info.value)
+    whole = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decode_rgb(encoded), whole[..., ::-1])  # the whole file is fine
+
+
+def test_png_with_a_damaged_chunk_is_refused_as_corrupt(real_bgr):
+    encoded = bytearray(cv2.imencode(".png", real_bgr)[1].tobytes())
+    encoded[len(encoded) // 2] ^= 0xFF  # inside IDAT
+    with pytest.raises(ImageDecodeError, match="CRC") as info:
+        check_encoded(bytes(encoded), "frame.png")
+    assert info.value.reason == "corrupt"
+
+
+def test_jpeg_with_a_damaged_header_is_refused_as_corrupt(real_bgr):
+    encoded = bytearray(cv2.imencode(".jpg", real_bgr)[1].tobytes())
+    encoded[4:6] = b"\xff\xf0"  # APP0 length now runs past the end of the data
+    with pytest.raises(ImageDecodeError) as info:
+        check_encoded(bytes(encoded))
+    assert info.value.reason == "corrupt"
+    with pytest.raises(ImageDecodeError) as info:
+        check_encoded(b"\xff\xd8garbage\xff\xd9")  # no marker after SOI
+    assert info.value.reason == "corrupt"
+
+
+def test_other_formats_pass_the_check_and_decode(tmp_path, real_bgr):
+    check_encoded(b"II*\x00 a tiff header and whatever follows")
+    cv2.imwrite(str(tmp_path / "f.tif"), real_bgr)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "f.tif"), real_bgr[..., ::-1])

@@ -27,6 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from uhr_seg_ros.data.image_io import ImageDecodeError, check_encoded
+
 try:  # ROS 2's cv_bridge: present in a sourced ROS install, absent from PyPI.
     from cv_bridge import CvBridge
 except ImportError:
@@ -206,31 +208,26 @@ def _encoded_size(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-#: A complete JPEG ends with the EOI marker FFD9, possibly followed by a little padding.
-_JPEG_TAIL = 64
-
-
 def compressed_to_rgb(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, anything OpenCV reads) to RGB.
 
-    The size is read from the PNG/JPEG header first, so a frame over ``max_pixels`` is refused
-    without decoding it. ``msg.format`` is informational only: OpenCV detects the codec from the
-    bytes. Alpha is dropped; 16-bit PNGs are reduced to 8 bit by OpenCV.
+    The bytes are checked first (``data.image_io.check_encoded``: a cut-off or damaged JPEG/PNG,
+    which OpenCV would decode into grey rows, is refused), then the size is read from the
+    PNG/JPEG header, so a frame over ``max_pixels`` is refused without decoding it.
+    ``msg.format`` is informational only: OpenCV detects the codec from the bytes. Alpha is
+    dropped; 16-bit PNGs are reduced to 8 bit by OpenCV.
 
     Raises:
-        ImageConversionError: empty data, a JPEG without its end marker, over ``max_pixels``,
-            or data OpenCV cannot decode.
+        ImageConversionError: empty data, truncated or corrupt JPEG/PNG data, over
+            ``max_pixels``, or data OpenCV cannot decode.
     """
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ImageConversionError("zero_size", "compressed image has no data")
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-_JPEG_TAIL:].tobytes():
-        # Some libjpeg builds decode a cut-off JPEG into a half-grey frame instead of failing.
-        raise ImageConversionError(
-            "truncated",
-            f"JPEG of {data.size} bytes has no end-of-image marker; the frame was "
-            "cut off in transit or by the camera driver",
-        )
+    try:
+        check_encoded(data.tobytes(), f"compressed image ({msg.format})")
+    except ImageDecodeError as exc:
+        raise ImageConversionError(exc.reason, str(exc)) from exc
     size = _encoded_size(data)
     if size is not None:
         _check_size(*size, max_pixels, f"compressed image ({msg.format})")
