@@ -36,14 +36,20 @@ class ImageDecodeError(ValueError):
 
 def _check_jpeg(data: bytes, what: str) -> None:
     if JPEG_EOI not in data[-JPEG_TAIL:]:
-        raise ImageDecodeError("truncated", f"{what}: JPEG of {len(data)} bytes has no "
-                               "end-of-image marker; it was cut off (in transit, by the camera "
-                               "driver, or an interrupted copy)")
+        raise ImageDecodeError(
+            "truncated",
+            f"{what}: JPEG of {len(data)} bytes has no "
+            "end-of-image marker; it was cut off (in transit, by the camera "
+            "driver, or an interrupted copy)",
+        )
     pos = 2
     while True:  # header segments up to the start of scan
         if pos + 4 > len(data) or data[pos] != 0xFF:
-            raise ImageDecodeError("corrupt", f"{what}: corrupt JPEG, its header is damaged "
-                                   f"at byte {pos} (no marker where one must be)")
+            raise ImageDecodeError(
+                "corrupt",
+                f"{what}: corrupt JPEG, its header is damaged "
+                f"at byte {pos} (no marker where one must be)",
+            )
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -53,8 +59,11 @@ def _check_jpeg(data: bytes, what: str) -> None:
             continue
         length = data[pos + 2] << 8 | data[pos + 3]
         if length < 2 or pos + 2 + length > len(data):
-            raise ImageDecodeError("corrupt", f"{what}: corrupt JPEG, the segment at byte "
-                                   f"{pos} claims {length} bytes, past the end of the data")
+            raise ImageDecodeError(
+                "corrupt",
+                f"{what}: corrupt JPEG, the segment at byte "
+                f"{pos} claims {length} bytes, past the end of the data",
+            )
         if marker == _SOS:
             return
         pos += 2 + length
@@ -63,20 +72,24 @@ def _check_jpeg(data: bytes, what: str) -> None:
 def _check_png(data: bytes, what: str) -> None:
     pos = len(PNG_SIGNATURE)
     while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
         end = pos + 12 + length
         if end > len(data):
             break
-        crc = int.from_bytes(data[end - 4:end], "big")
-        if zlib.crc32(data[pos + 4:end - 4]) != crc:
-            raise ImageDecodeError("corrupt", f"{what}: corrupt PNG, chunk "
-                                   f"{kind.decode('latin-1')!r} at byte {pos} fails its CRC")
+        crc = int.from_bytes(data[end - 4 : end], "big")
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            raise ImageDecodeError(
+                "corrupt",
+                f"{what}: corrupt PNG, chunk "
+                f"{kind.decode('latin-1')!r} at byte {pos} fails its CRC",
+            )
         if kind == b"IEND":
             return
         pos = end
-    raise ImageDecodeError("truncated", f"{what}: PNG of {len(data)} bytes ends before its "
-                           "IEND chunk; it was cut off")
+    raise ImageDecodeError(
+        "truncated", f"{what}: PNG of {len(data)} bytes ends before its IEND chunk; it was cut off"
+    )
 
 
 def check_encoded(data: bytes, what: str = "image") -> None:
@@ -93,11 +106,15 @@ def check_encoded(data: bytes, what: str = "image") -> None:
 
 def _to_rgb(image: np.ndarray | None, what: str) -> np.ndarray:
     if image is None:
-        raise ImageDecodeError("corrupt", f"cannot decode {what} (corrupt, empty or not an "
-                               "image); use PNG, JPEG or TIFF")
+        raise ImageDecodeError(
+            "corrupt",
+            f"cannot decode {what} (corrupt, empty or not an image); use PNG, JPEG or TIFF",
+        )
     if image.dtype != np.uint8:
-        raise ValueError(f"{what} has {image.dtype} pixels; the model expects 8-bit RGB, "
-                         "convert it first (e.g. scale 16-bit data to 0..255)")
+        raise ValueError(
+            f"{what} has {image.dtype} pixels; the model expects 8-bit RGB, "
+            "convert it first (e.g. scale 16-bit data to 0..255)"
+        )
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
