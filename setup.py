@@ -33,8 +33,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        # Same names as the console scripts: under colcon these overwrite them (install_data
-        # runs after install_scripts) and run the same main().
+        # Same names as the console scripts, which colcon puts there too (setup.cfg): whichever
+        # copy stays (colcon's, in the build checked here), both run the same main().
         (f"lib/{PACKAGE}", sorted(glob("resource/lib/*"))),
         _share("launch", ["*.py"]),
         _share("config", ["*.yaml", "*.xml"]),
