@@ -54,19 +54,19 @@ def make_raster(path: Path, height: int, width: int, footprint: int | None = Non
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as ds:
         xx = np.arange(width, dtype=np.float32)
+        top, left = ((height - footprint) // 2, (width - footprint) // 2) if footprint \
+            else (0, 0)
+        bottom, right = (top + footprint, left + footprint) if footprint else (height, width)
         for y0 in range(0, height, STRIP_ROWS):
             rows = min(STRIP_ROWS, height - y0)
-            yy = np.arange(y0, y0 + rows, dtype=np.float32)[:, None]
-            strip = np.empty((3, rows, width), dtype=np.uint8)
-            for b, (fx, fy) in enumerate(((0.002, 0.003), (0.004, 0.001), (0.001, 0.005))):
-                field = 128 + 90 * np.sin(xx * fx + b) * np.cos(yy * fy)
-                strip[b] = np.clip(field + rng.integers(0, 24, (rows, width)), 1, 255)
-            if footprint:
-                top, left = (height - footprint) // 2, (width - footprint) // 2
-                inside_rows = (yy[:, 0] >= top) & (yy[:, 0] < top + footprint)
-                strip[:, ~inside_rows] = 0
-                strip[:, :, :left] = 0
-                strip[:, :, left + footprint:] = 0
+            strip = np.zeros((3, rows, width), dtype=np.uint8)
+            r0, r1 = max(y0, top) - y0, min(y0 + rows, bottom) - y0
+            if r1 > r0:  # imagery only inside the footprint
+                yy = np.arange(y0 + r0, y0 + r1, dtype=np.float32)[:, None]
+                for b, (fx, fy) in enumerate(((0.002, 0.003), (0.004, 0.001), (0.001, 0.005))):
+                    field = 128 + 90 * np.sin(xx[left:right] * fx + b) * np.cos(yy * fy)
+                    noise = rng.integers(0, 24, field.shape)
+                    strip[b, r0:r1, left:right] = np.clip(field + noise, 1, 255)
             ds.write(strip, window=rasterio.windows.Window(0, y0, width, rows))
     tmp.replace(path)
 
