@@ -221,12 +221,11 @@ class Segmenter:
             identity["model_id"],
             backend.describe(),
         )
-        return calibrate(
-            backend,
-            identity["model_id"],
-            precision,
-            calibration_points(backend, settings.patch_size),
-        )
+        points = calibration_points(backend, settings.patch_size)
+        # On a GPU a forward takes milliseconds: time the same shapes, so the planner can pick
+        # the fastest plan (a CPU would spend seconds; `uhr-seg calibrate` stores its times).
+        timed = points if backend.device.type == "cuda" else ()
+        return calibrate(backend, identity["model_id"], precision, points, time_points=timed)
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -268,6 +267,7 @@ class Segmenter:
                 overlap=s.overlap,
                 batch_size=s.batch_size,
                 allowed_patches=self._allowed_patches,
+                blend=s.blend,
             )
             log.info("tile plan %s", self._plans[key].describe())
         return self._plans[key]

@@ -82,6 +82,9 @@ class SegmenterSettings:
     max_batch: int = DEFAULT_MAX_BATCH
     #: also return the per-pixel confidence (max softmax of the averaged logits)
     return_confidence: bool = False
+    #: how overlapping windows' logits are combined: "uniform" | "hann" (tiling.BLEND_MODES;
+    #: the default is tiling.geometry.DEFAULT_BLEND, chosen by measurement)
+    blend: str = "uniform"
     #: a file written by `uhr-seg calibrate`; None = look in config/memory_models/, else measure
     #: a quick memory model at start-up
     memory_model_path: str | None = None
@@ -115,6 +118,10 @@ class SegmenterSettings:
         from uhr_seg_ros.backends import registered_backends, registered_precisions
         from uhr_seg_ros.model.contract import SIZE_DIVISOR
 
+        from uhr_seg_ros.tiling.geometry import BLEND_MODES
+
+        if self.blend not in BLEND_MODES:
+            raise SettingsError("blend", f"must be one of {', '.join(BLEND_MODES)}")
         known = registered_backends()
         if not self.backend_order:
             raise SettingsError("backend_order", f"must name at least one of {', '.join(known)}")

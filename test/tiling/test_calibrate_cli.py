@@ -11,16 +11,26 @@ from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 from uhr_seg_ros.tiling import MemoryModel
 
 
-def test_calibrate_then_segment_with_the_stored_model(tmp_path):
+def test_calibrate_then_segment_with_the_stored_model(tmp_path, monkeypatch):
+    import uhr_seg_ros.tiling.memory_model as memory_model
+
+    # small timed shapes (the shipped list goes up to 2464 px, seconds each on a CPU)
+    monkeypatch.setattr(memory_model, "CPU_TIME_POINTS", ((1, 64), (1, 128), (2, 128)))
     torch.manual_seed(0)
     checkpoint = tmp_path / "tiny.pt"
     save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
     out = tmp_path / "mm.json"
-    assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint),
+    assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint), "--repeats", "1",
                  "--out", str(out)]) == 0
     stored = MemoryModel.load(out)
     assert stored.backend == "cpu" and len(stored.points) == 5
     assert all(measured <= stored.predict(b, p) for b, p, measured in stored.points)
+    assert [(b, p) for b, p, _ in stored.time_points] == [(1, 64), (1, 128), (2, 128)]
+    assert all(seconds > 0 for _, _, seconds in stored.time_points)
+    plan = Segmenter.from_settings(SegmenterSettings(
+        model_path=str(checkpoint), backend_order=("cpu",), memory_model_path=str(out)),
+    ).plan_for(300, 300)
+    assert plan.predicted_seconds is not None and "predicted" in plan.describe()
 
     settings = SegmenterSettings(model_path=str(checkpoint), backend_order=("cpu",),
                                  memory_model_path=str(out))
@@ -37,7 +47,7 @@ def test_calibrate_measures_no_batch_above_max_batch(tmp_path):
     save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
     out = tmp_path / "mm.json"
     assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint), "--max-batch", "1",
-                 "--out", str(out)]) == 0
+                 "--no-time", "--out", str(out)]) == 0
     batches = [batch for batch, _, _ in MemoryModel.load(out).points]
     assert batches and max(batches) == 1
 

@@ -1,13 +1,15 @@
-"""``uhr-seg calibrate``: measure the network's memory on this device for the tiling planner.
+"""``uhr-seg calibrate``: measure the network's memory and speed on this device for the planner.
 
     uhr-seg calibrate --device cuda --out config/memory_models/orin_lite_fp16.json
     uhr-seg calibrate --device cpu --model my.pt
 
 Runs the backend on several (batch, patch) shapes, records the peak memory of each (CUDA:
 max_memory_allocated plus free-memory drops torch cannot see; CPU: profiler allocation peak),
-fits ``fixed + per_pixel · batch · patch²`` so that no measurement exceeds it, and writes the
-JSON the planner reads. Files in config/memory_models/ are picked up automatically when model,
-backend, device and precision match.
+fits ``fixed + per_pixel · batch · patch²`` so that no measurement exceeds it, times one forward
+of each (batch, patch) the planner is likely to pick (fastest of ``--repeats``; CPU wall clock,
+CUDA events on a GPU, each engine's patch on TensorRT), and writes both into the JSON the
+planner reads: it then picks the fastest plan under the cap. Files in config/memory_models/ are
+picked up automatically when model, backend, device and precision match.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ LOGGER = logging.getLogger("uhr-seg.calibrate")
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "calibrate",
-        help="measure peak memory per batch/patch for the tiling planner",
+        help="measure peak memory and time per batch/patch for the tiling planner",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,6 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--max-batch", type=int, default=4, help="largest batch to measure (default 4)"
     )
     parser.add_argument(
+        "--repeats", type=int, default=3, help="timed forwards per shape; the fastest counts"
+    )
+    parser.add_argument(
+        "--no-time",
+        action="store_true",
+        help="memory only (the planner then prefers the largest patch)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -64,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
         resolve_model,
     )
     from uhr_seg_ros.tiling import calibrate, model_identity
-    from uhr_seg_ros.tiling.memory_model import CPU_FULL_POINTS, FULL_POINTS
+    from uhr_seg_ros.tiling.memory_model import (
+        CPU_FULL_POINTS,
+        CPU_TIME_POINTS,
+        CUDA_TIME_POINTS,
+        FULL_POINTS,
+    )
 
     settings = SegmenterSettings(  # validates the precision against the backend registry
         model_path=args.model, backend_order=(args.device,), precision=args.precision
@@ -79,12 +94,26 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         patch_sizes=TENSORRT_PATCH_SIZES,
     )
-    shapes = CPU_FULL_POINTS if backend.device.type == "cpu" else FULL_POINTS
+    on_cpu = backend.device.type == "cpu"
+    shapes = CPU_FULL_POINTS if on_cpu else FULL_POINTS
     default = tuple((batch, patch) for batch, patch in shapes if batch <= args.max_batch)
     points = calibration_points(backend, None, default)
+    timed: tuple[tuple[int, int], ...] = ()
+    if not args.no_time:
+        timed_shapes = CPU_TIME_POINTS if on_cpu else CUDA_TIME_POINTS
+        timed = calibration_points(
+            backend, None, tuple((b, p) for b, p in timed_shapes if b <= args.max_batch)
+        )
     precision = backend.precision
-    LOGGER.info("measuring %d shapes on %s", len(points), backend.describe())
-    fitted = calibrate(backend, model_identity(model), precision, points)
+    LOGGER.info(
+        "measuring memory at %d and time at %d shapes on %s",
+        len(points),
+        len(timed),
+        backend.describe(),
+    )
+    fitted = calibrate(
+        backend, model_identity(model), precision, points, time_points=timed, repeats=args.repeats
+    )
     backend.close()
     out = args.out
     if out is None:
@@ -98,6 +127,14 @@ def run(args: argparse.Namespace) -> int:
             patch,
             measured / 2**20,
             fitted.predict(batch, patch) / 2**20,
+        )
+    for batch, patch, seconds in fitted.time_points:
+        LOGGER.info(
+            "batch %d patch %4d: %.3f s per forward, %.1f ns per pixel",
+            batch,
+            patch,
+            seconds,
+            seconds / (batch * patch * patch) * 1e9,
         )
     LOGGER.info(
         "fixed %.1f MB + %.1f bytes/pixel -> %s",
