@@ -1,24 +1,32 @@
-"""Tiled executor vs the common naive slide loop: throughput and peak memory, same model, same run.
+"""How close the tiled segmenter comes to the machine's limit, on real tiles, in one run.
 
-The naive loop is how most segmentation toolboxes slide a window: one window per forward,
-crops cut on the host and uploaded one by one, every window's logits padded to the full frame
-and added into a full-frame float buffer (plus a count buffer), then divide and argmax.
-The executor runs the *same windows* (same patch and overlap, so the masks agree) through the
-planner's batch size with the frame uploaded once and logits merged one band of rows at a time.
-A third row lets the planner also choose the windows under the cap (``planned``). On CUDA a
-cap sweep (``--caps``, default 1000 1500 3000 MB) records the measured peak of planner-chosen
-plans against each cap.
+Sections (every ratio is taken between figures measured in this same process):
 
-    python benchmarks/tiling.py --quick   # CPU, 2448² frame, tiny model (< 5 min on 2 cores)
-    python benchmarks/tiling.py --device cuda --preset lite --sizes 2448 5000 10000
+1. **Roofline.** fp32 GEMM throughput measured now (``torch.mm`` of 2048² matrices, best of a
+   few) × the model's FLOPs per frame (``FlopCounterMode`` on the meta device: convolutions and
+   matmuls) = the least time a frame could take if the network ran at GEMM speed.
+2. **Files.** What ``uhr-seg segment DIR --out DIR`` does per image (decode, segment, encode the
+   PNG; the same functions, one Segmenter, the planner's own plan) on the real 2448² tiles of
+   ``../shared/data/deepglobe_unlabelled``; steady state = median over the images after the
+   first (which plans and warms up). Ratio to the roofline.
+3. **Naive slide loop** of common toolboxes at the paper's DeepGlobe protocol (1504 window,
+   1128 stride, one window per forward on the plain unfolded model, full-frame float sums):
+   the segmenter's frame time against it on the same frames, the two taking turns.
+4. **Peak memory against the cap** (CPU: accounted from the measured memory model; CUDA:
+   measured ``max_memory_allocated`` + engine bytes; with ``--device cuda`` also a cap sweep).
+5. **Frame edges.** Pixel accuracy of the bottom/right 8 px against the top/left 8 px on the
+   held-out labelled tiles (the two the bundled model never trained on), for the segmenter and the
+   old behaviour (one window zero-padded past the frame).
+6. **Blending.** Uniform averaging against Hann weighting on the same held-out tiles: mIoU,
+   pixel accuracy and accuracy on the seams (within 8 px of an interior window border), for
+   the planner's plan and for 512 px windows (many seams).
 
-Timing: the methods take turns for ``--frames`` rounds after their warm-up and the fastest frame
-of each counts (other jobs on a shared machine only ever add time); the CPU time of that frame
-(all threads) is reported too.
-Peak memory of one frame: CUDA measures what the method holds (weights, buffers) plus the most
-``max_memory_allocated`` rose during one of its frames; on the CPU the figure is accounted, not
-measured (weights + the measured forward peak of the memory model + the method's own buffers). The last line printed
-is one JSON object (``speedup``, ``batched_fps``, ``naive_fps`` are those of the first size).
+    python benchmarks/tiling.py                      # CPU, bundled model, all sections
+    python benchmarks/tiling.py --frames 3 --naive-frames 1 --skip-blend   # shorter
+    python benchmarks/tiling.py --device cuda        # GPU: CUDA eager (+ cap sweep)
+
+Sections needing ../shared/data are skipped (with a line saying so) when it is absent.
+The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -28,24 +36,29 @@ import copy
 import json
 import logging
 import math
+import statistics
+import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uhr_seg_ros.model import SGHRQConfig, build_model, load_checkpoint
-from uhr_seg_ros.paths import shared_data_dir
+from uhr_seg_ros.cli.segment import segment_image_file
+from uhr_seg_ros.data.image_io import read_rgb
+from uhr_seg_ros.model import load_checkpoint
+from uhr_seg_ros.paths import default_model_path, shared_data_dir
 from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 
 MB = 2**20
+EDGE = 8  # px: width of the frame-edge and seam bands
 
 
 def naive_slide(model: torch.nn.Module, image: np.ndarray, patch: int, overlap: int,
                 device: torch.device) -> np.ndarray:
-    """The baseline: the sliding-window loop most toolboxes ship (see module docstring)."""
+    """The baseline: the sliding-window loop most toolboxes ship (one window per forward, crops
+    cut on the host, each window's logits padded to a full-frame buffer and summed)."""
     height, width = image.shape[:2]
     stride = patch - overlap
     rows = max(math.ceil((height - patch) / stride), 0) + 1
@@ -65,120 +78,193 @@ def naive_slide(model: torch.nn.Module, image: np.ndarray, patch: int, overlap: 
         return (logits_sum / count).argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
-def load_frame(side: int) -> tuple[np.ndarray, str]:
-    """A real DeepGlobe tile (tiled/cropped to ``side``) when ../shared/data has one, else
-    smooth synthetic colour regions. Content does not change the work, only the logits."""
-    import cv2
+def gemm_gflops(device: torch.device, side: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 ``torch.mm`` throughput of ``side²`` matrices (2·side³ FLOPs each)."""
+    a = torch.randn(side, side, device=device)
+    b = torch.randn(side, side, device=device)
+    best = math.inf
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * side**3 / best / 1e9
+
+
+def flops_per_pixel(model: torch.nn.Module, patch: int = 1024) -> float:
+    """Convolution + matmul FLOPs per input pixel of one forward (shapes only, meta device)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.zeros(1, 3, patch, patch, device="meta"))
+    return counter.get_total_flops() / patch**2
+
+
+def real_tiles(limit: int) -> list[Path]:
+    root = shared_data_dir()
+    if root is None:
+        return []
+    return sorted((root / "deepglobe_unlabelled").glob("*.jpg"))[:limit]
+
+
+#: Labelled DeepGlobe tiles the bundled model never trained on (models/MODEL_CARD.md).
+HELD_OUT_TILES = ("10452", "6399")
+
+
+def held_out_tiles():
+    """The labelled tiles of :data:`HELD_OUT_TILES` (skipped when ../shared/data is absent)."""
+    from uhr_seg_ros.data.datasets import build_dataset
 
     root = shared_data_dir()
-    tiles = sorted((root / "deepglobe").glob("*_sat.jpg")) if root else []
-    if tiles:
-        rgb = cv2.cvtColor(cv2.imread(str(tiles[0])), cv2.COLOR_BGR2RGB)
-        reps = math.ceil(side / min(rgb.shape[:2]))
-        return np.ascontiguousarray(np.tile(rgb, (reps, reps, 1))[:side, :side]), tiles[0].name
-    rng = np.random.default_rng(0)
-    coarse = torch.from_numpy(rng.random((1, 3, 8, 8), dtype=np.float32))
-    smooth = F.interpolate(coarse, size=(side, side), mode="bilinear")
-    return (smooth[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), "synthetic"
+    if root is None or not (root / "deepglobe").is_dir():
+        return []
+    dataset = build_dataset(f"deepglobe:{root / 'deepglobe'}", "all")
+    return [dataset[i] for i, name in enumerate(dataset.names)
+            if any(name.startswith(tile) for tile in HELD_OUT_TILES)]
 
 
-def param_bytes(model: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+def section_files(segmenter: Segmenter, files: list[Path], roofline_s: float) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        seconds, plan = [], None
+        for path in files:
+            start = time.perf_counter()
+            result, _ = segment_image_file(segmenter, path, Path(out) / f"{path.stem}.png")
+            seconds.append(time.perf_counter() - start)
+            plan = result
+    steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    return {"images": len(files), "first_s": seconds[0], "steady_s": steady,
+            "per_image_s": [round(s, 3) for s in seconds], "plan": plan.plan.describe(),
+            "timings_ms": {k: round(v) for k, v in plan.timings_ms.items()},
+            "peak_mb": plan.peak_memory_mb, "vs_roofline": steady / roofline_s}
 
 
-def interleaved(methods: dict[str, Callable[[], object]], frames: int,
-                device: torch.device) -> dict[str, dict]:
-    """Run the methods in turn, ``frames`` rounds. Per method: the fastest wall time of a frame
-    (other jobs on a shared machine only ever add time, and taking turns exposes every method to
-    the same load), the CPU time of that frame, the most device memory a frame added on top of
-    what was allocated before it (CUDA; 0 on CPU), and the last output."""
-    stats = {name: {"wall": math.inf, "cpu": math.inf, "extra": 0, "out": None}
-             for name in methods}
-    for _ in range(frames):
-        for name, run in methods.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-                before = torch.cuda.memory_allocated(device)
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            out = run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-            entry = stats[name]
-            if wall < entry["wall"]:
-                entry.update(wall=wall, cpu=cpu)
-            if device.type == "cuda":
-                entry["extra"] = max(entry["extra"],
-                                     torch.cuda.max_memory_allocated(device) - before)
-            entry["out"] = out
-    return stats
+def section_naive(segmenter: Segmenter, model: torch.nn.Module, files: list[Path],
+                  device: torch.device, rounds: int) -> dict:
+    plain = copy.deepcopy(model).eval().to(device)
+    naive_s, ours_s, agree = [], [], []
+    for path in files[:rounds]:
+        image = read_rgb(path)
+        start = time.perf_counter()
+        reference = naive_slide(plain, image, 1504, 376, device)
+        naive_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        ours = segmenter.segment(image).mask
+        ours_s.append(time.perf_counter() - start)
+        agree.append(float((ours == reference).mean()))
+    naive, fast = statistics.median(naive_s), statistics.median(ours_s)
+    return {"frames": len(naive_s), "naive_s": naive, "segmenter_s": fast,
+            "speedup": naive / fast, "mask_agreement": statistics.mean(agree),
+            "naive_per_frame_s": [round(s, 3) for s in naive_s],
+            "segmenter_per_frame_s": [round(s, 3) for s in ours_s]}
 
 
-def bench_size(model, side: int, args, device: torch.device) -> dict:
-    image, source = load_frame(side)
-    common = {"backend_order": (args.device,), "precision": args.precision,
-              "memory_cap_mb": args.cap_mb, "max_batch": args.max_batch}
-    pinned = Segmenter.from_settings(
-        SegmenterSettings(patch_size=args.patch, overlap=args.overlap, **common),
-        model=copy.deepcopy(model))
-    planner = Segmenter.from_settings(SegmenterSettings(**common), model=copy.deepcopy(model))
-    naive_model = copy.deepcopy(model).eval().to(device)
-    plan, planned_plan = pinned.prepare(side, side), planner.prepare(side, side)
-    with torch.inference_mode():  # the warm-up the segmenters got in prepare()
-        naive_model(torch.zeros(1, 3, args.patch, args.patch, device=device))
-    stats = interleaved({
-        "batched": lambda: pinned.segment(image),
-        "naive": lambda: naive_slide(naive_model, image, args.patch, args.overlap, device),
-        "planned": lambda: planner.segment(image),
-    }, args.frames, device)
-    batched, naive, planned = stats["batched"], stats["naive"], stats["planned"]
-    result = batched["out"]
-
-    # Peak of one frame of each method: what it holds (weights, buffers) + what a frame adds.
-    # CPU: accounted, not measured (weights + the measured forward peak + buffers; the naive
-    # loop holds at least a full-frame logit sum, a padded copy of one window's logits, a count).
-    memory_model = pinned.memory_model
-    if device.type == "cuda":
-        batched_peak = (param_bytes(naive_model) + pinned.executor.buffer_bytes
-                        + batched["extra"])
-        naive_peak = param_bytes(naive_model) + naive["extra"]
-    else:
-        batched_peak = result.peak_memory_mb * MB
-        naive_peak = (param_bytes(naive_model) + memory_model.predict(1, args.patch)
-                      + (2 * model.config.num_classes + 1) * side * side * 4)
-    pinned.close()
-    planner.close()
-    return {
-        "size": side, "source": source, "windows": plan.grid.num_tiles,
-        "patch": plan.patch, "overlap": plan.overlap, "batch": plan.batch,
-        "batched_fps": 1 / batched["wall"], "naive_fps": 1 / naive["wall"],
-        "speedup": naive["wall"] / batched["wall"], "cpu_time_ratio": naive["cpu"] / batched["cpu"],
-        "batched_peak_mb": batched_peak / MB, "naive_peak_mb": naive_peak / MB,
-        "mask_agreement": float((result.mask == naive["out"]).mean()),
-        "batched_timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
-        "planned": planned_plan.describe(), "planned_fps": 1 / planned["wall"],
-        "planned_speedup": naive["wall"] / planned["wall"],
-    }
+def _accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
+    valid = truth != 255
+    return float((pred[valid] == truth[valid]).mean()) if valid.any() else float("nan")
 
 
-def cap_sweep(model, args, device: torch.device) -> list[dict]:
-    """Planner-chosen plans under each of ``args.caps``: measured peak vs the cap (CUDA only:
-    ``max_memory_allocated`` + engine bytes, the figure the planner promises to bound)."""
+def edge_bands(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pixel accuracy of the top + left ``EDGE`` px and of the bottom + right ``EDGE`` px."""
+    first = np.concatenate([pred[:EDGE].ravel(), pred[:, :EDGE].ravel()])
+    first_t = np.concatenate([truth[:EDGE].ravel(), truth[:, :EDGE].ravel()])
+    last = np.concatenate([pred[-EDGE:].ravel(), pred[:, -EDGE:].ravel()])
+    last_t = np.concatenate([truth[-EDGE:].ravel(), truth[:, -EDGE:].ravel()])
+    return _accuracy(first, first_t), _accuracy(last, last_t)
+
+
+def zero_padded_single_window(model: torch.nn.Module, image: np.ndarray,
+                              device: torch.device, divisor: int = 32) -> np.ndarray:
+    """The old behaviour: one window rounded up to the divisor, zeros past the frame."""
+    height, width = image.shape[:2]
+    side = -(-max(height, width) // divisor) * divisor
+    frame = torch.zeros(1, 3, side, side, device=device)
+    frame[0, :, :height, :width] = torch.from_numpy(image).permute(2, 0, 1).float()
+    with torch.inference_mode():
+        return model(frame)[0, :, :height, :width].argmax(0).to(torch.uint8).cpu().numpy()
+
+
+def section_edges(segmenter: Segmenter, model: torch.nn.Module, samples,
+                  device: torch.device) -> dict:
+    plain = copy.deepcopy(model).eval().to(device)
+    rows = {"segmenter": [], "zero-padded single window (before)": []}
+    for sample in samples:
+        rows["segmenter"].append(edge_bands(segmenter.segment(sample.image).mask, sample.label))
+        rows["zero-padded single window (before)"].append(
+            edge_bands(zero_padded_single_window(plain, sample.image, device), sample.label))
+    out = {}
+    for name, pairs in rows.items():
+        top_left = float(np.nanmean([p[0] for p in pairs]))
+        bottom_right = float(np.nanmean([p[1] for p in pairs]))
+        out[name] = {"top_left": top_left, "bottom_right": bottom_right,
+                     "relative_gap": (top_left - bottom_right) / top_left}
+    out["plan"] = segmenter.plan_for(*samples[0].image.shape[:2]).describe()
+    return out
+
+
+def seam_mask(plan) -> np.ndarray:
+    """True within ``EDGE`` px of an interior window border (where windows start or end)."""
+    grid = plan.grid
+    mask = np.zeros((grid.height, grid.width), bool)
+    for starts, length, axis in ((grid.row_starts, grid.height, 0),
+                                 (grid.col_starts, grid.width, 1)):
+        for s in starts:
+            for edge in (s, s + grid.patch):
+                if 0 < edge < length:
+                    band = slice(max(edge - EDGE, 0), min(edge + EDGE, length))
+                    if axis == 0:
+                        mask[band] = True
+                    else:
+                        mask[:, band] = True
+    return mask
+
+
+def section_blend(model: torch.nn.Module, samples, common: dict, num_classes: int) -> list:
+    from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
+
+    rows = []
+    for label, pins in (("planner's plan", {}), ("512 px windows", {"patch_size": 512})):
+        for blend in ("uniform", "hann"):
+            segmenter = Segmenter.from_settings(SegmenterSettings(blend=blend, **pins, **common),
+                                                model=copy.deepcopy(model))
+            matrix, seam_hits, seam_total, off_hits, off_total = (
+                ConfusionMatrix(num_classes), 0, 0, 0, 0)
+            for sample in samples:
+                result = segmenter.segment(sample.image)
+                matrix.update(result.mask, sample.label)
+                seams, valid = seam_mask(result.plan), sample.label != 255
+                right = (result.mask == sample.label) & valid
+                seam_hits += int(right[seams].sum())
+                seam_total += int(valid[seams].sum())
+                off_hits += int(right[~seams].sum())
+                off_total += int(valid[~seams].sum())
+            rows.append({"windows": label, "blend": blend, "miou": matrix.miou(),
+                         "pixel_accuracy": matrix.pixel_accuracy(),
+                         "seam_accuracy": seam_hits / max(seam_total, 1),
+                         "off_seam_accuracy": off_hits / max(off_total, 1),
+                         "plan": result.plan.describe()})
+            segmenter.close()
+    return rows
+
+
+def cap_sweep(model, args, device: torch.device, image: np.ndarray) -> list[dict]:
+    """CUDA only: planner-chosen plans under each cap, measured peak vs the cap."""
     rows = []
     for cap in args.caps:
         settings = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
                                      memory_cap_mb=cap, max_batch=args.max_batch)
         segmenter = Segmenter.from_settings(settings, model=copy.deepcopy(model))
-        for side in args.sizes:
-            image, _ = load_frame(side)
-            segmenter.prepare(side, side)
-            timing = interleaved({"planned": lambda s=segmenter, x=image: s.segment(x)},
-                                 args.frames, device)["planned"]
-            seconds, result = timing["wall"], timing["out"]
-            rows.append({"cap_mb": cap, "size": side, "plan": result.plan.describe(),
-                         "peak_mb": result.peak_memory_mb, "fps": 1 / seconds,
-                         "under_cap": result.peak_memory_mb <= cap})
+        segmenter.segment(image)
+        start = time.perf_counter()
+        result = segmenter.segment(image)
+        torch.cuda.synchronize(device)
+        rows.append({"cap_mb": cap, "plan": result.plan.describe(),
+                     "peak_mb": result.peak_memory_mb, "fps": 1 / (time.perf_counter() - start),
+                     "under_cap": result.peak_memory_mb <= cap})
         segmenter.close()
     return rows
 
@@ -186,62 +272,87 @@ def cap_sweep(model, args, device: torch.device) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="one 2448² frame, tiny model, best of 3 frames per method")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    parser.add_argument("--preset", choices=("tiny", "lite", "paper"), default="lite",
-                        help="random-init model size when --model is not given (default lite)")
-    parser.add_argument("--model", type=Path, default=None, help="checkpoint instead of a preset")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2448, 5000])
-    parser.add_argument("--patch", type=int, default=1504,
-                        help="window of both methods (default 1504: the paper's DeepGlobe "
-                             "protocol)")
-    parser.add_argument("--overlap", type=int, default=376, help="default 376 (stride 1128)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="checkpoint (default: the bundled model)")
+    parser.add_argument("--frames", type=int, default=5,
+                        help="real tiles through the files section (default 5)")
+    parser.add_argument("--naive-frames", type=int, default=2,
+                        help="frames of the naive-loop comparison (default 2)")
     parser.add_argument("--cap-mb", type=float, default=1500.0)
     parser.add_argument("--max-batch", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=3,
-                        help="timed frames per method and size; the best one counts (default 3)")
+    parser.add_argument("--skip-blend", action="store_true", help="skip section 6")
     parser.add_argument("--caps", type=float, nargs="*", default=[1000, 1500, 3000],
                         help="CUDA only: measured peak vs each cap (default 1000 1500 3000)")
     args = parser.parse_args()
-    if args.quick:
-        args.sizes, args.preset, args.frames = [2448], "tiny", 3
     logging.basicConfig(level=logging.WARNING)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = (load_checkpoint(args.model) if args.model
-             else build_model(getattr(SGHRQConfig, args.preset)(6))).eval()
+    model = load_checkpoint(args.model or default_model_path()).eval()
+    common = {"backend_order": (args.device,), "precision": args.precision,
+              "memory_cap_mb": args.cap_mb, "max_batch": args.max_batch}
+    report: dict = {"device": args.device, "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "model": str(args.model or "bundled")}
 
-    rows = [bench_size(model, side, args, device) for side in args.sizes]
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"model {args.model or args.preset}, cap {args.cap_mb:.0f} MB")
-    print("| frame | windows (patch/overlap) | batch | naive FPS | batched FPS | speedup | "
-          "CPU-time ratio | naive peak MB | batched peak MB | masks agree | "
-          "planner's own plan: FPS (speedup) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']}² ({r['source']}) | {r['windows']} ({r['patch']}/{r['overlap']}) | "
-              f"{r['batch']} | {r['naive_fps']:.3f} | {r['batched_fps']:.3f} | "
-              f"{r['speedup']:.2f}× | {r['cpu_time_ratio']:.2f}× | {r['naive_peak_mb']:.0f} | "
-              f"{r['batched_peak_mb']:.0f} | "
-              f"{r['mask_agreement']:.4%} | {r['planned_fps']:.3f} ({r['planned_speedup']:.2f}×):"
-              f" {r['planned']} |")
-    caps = cap_sweep(model, args, device) if device.type == "cuda" and args.caps else []
-    if caps:
-        print("| cap MB | frame | plan | measured peak MB | under cap | FPS |")
-        print("|---|---|---|---|---|---|")
-        for c in caps:
-            print(f"| {c['cap_mb']:.0f} | {c['size']}² | {c['plan']} | {c['peak_mb']:.0f} | "
-                  f"{'yes' if c['under_cap'] else 'NO'} | {c['fps']:.2f} |")
-    elif args.caps:
-        print("cap sweep skipped: peak memory is measured on CUDA only (--device cuda)")
-    first = rows[0]
-    print(json.dumps({"speedup": round(first["speedup"], 3),
-                      "batched_fps": round(first["batched_fps"], 4),
-                      "naive_fps": round(first["naive_fps"], 4),
-                      "planned_speedup": round(first["planned_speedup"], 3),
-                      "device": args.device, "sizes": rows, "caps": caps}, default=str))
+    files = real_tiles(args.frames)
+    if not files:
+        print("../shared/data/deepglobe_unlabelled not found: the real-tile sections are skipped")
+        print(json.dumps(report))
+        return
+    height, width = read_rgb(files[0]).shape[:2]
+    gflops = gemm_gflops(device)
+    per_pixel = flops_per_pixel(model)
+    roofline_s = per_pixel * height * width / (gflops * 1e9)
+    report["roofline"] = {"gemm_gflops": gflops, "flops_per_pixel": per_pixel,
+                          "frame": f"{width}x{height}", "roofline_s": roofline_s}
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"1. roofline: GEMM {gflops:.0f} GFLOP/s × {per_pixel / 1e3:.1f} kFLOP/px × "
+          f"{width}x{height} = {roofline_s:.3f} s per frame")
+
+    segmenter = Segmenter.from_settings(SegmenterSettings(**common), model=copy.deepcopy(model))
+    files_row = section_files(segmenter, files, roofline_s)
+    report["files"] = files_row
+    print(f"2. files ({files_row['images']} real tiles, decode + segment + PNG): steady "
+          f"{files_row['steady_s']:.3f} s per image = {files_row['vs_roofline']:.2f}× roofline "
+          f"(first {files_row['first_s']:.2f} s); plan {files_row['plan']}; "
+          f"phases ms {files_row['timings_ms']}")
+    naive_row = section_naive(segmenter, model, files, device, args.naive_frames)
+    report["naive"] = naive_row
+    print(f"3. naive slide loop 1504/1128: {naive_row['naive_s']:.3f} s vs segmenter "
+          f"{naive_row['segmenter_s']:.3f} s per frame = {naive_row['speedup']:.2f}× "
+          f"({naive_row['frames']} frames, masks agree on {naive_row['mask_agreement']:.1%})")
+    report["memory"] = {"cap_mb": args.cap_mb, "peak_mb": files_row["peak_mb"],
+                        "measured": device.type == "cuda"}
+    print(f"4. peak memory {files_row['peak_mb']:.0f} MB of the {args.cap_mb:.0f} MB cap "
+          f"({'measured' if device.type == 'cuda' else 'accounted: CPU'})")
+
+    samples = held_out_tiles()
+    if samples:
+        edges = section_edges(segmenter, model, samples, device)
+        report["edges"] = edges
+        for name in ("segmenter", "zero-padded single window (before)"):
+            e = edges[name]
+            print(f"5. edges, {name}: top/left {e['top_left']:.1%}, bottom/right "
+                  f"{e['bottom_right']:.1%} (gap {e['relative_gap']:+.1%} of top/left)")
+        if not args.skip_blend:
+            report["blend"] = section_blend(model, samples, common, model.config.num_classes)
+            print("6. | windows | blend | mIoU | pixel acc. | seam acc. | off-seam acc. |")
+            for r in report["blend"]:
+                print(f"   | {r['windows']} | {r['blend']} | {r['miou']:.2%} | "
+                      f"{r['pixel_accuracy']:.2%} | {r['seam_accuracy']:.2%} | "
+                      f"{r['off_seam_accuracy']:.2%} |")
+    else:
+        print("5./6. ../shared/data/deepglobe not found: edge and blending sections skipped")
+    segmenter.close()
+
+    if device.type == "cuda" and args.caps:
+        report["caps"] = cap_sweep(model, args, device, read_rgb(files[0]))
+        for c in report["caps"]:
+            print(f"cap {c['cap_mb']:.0f} MB: {c['plan']}: measured {c['peak_mb']:.0f} MB "
+                  f"({'under' if c['under_cap'] else 'OVER'}), {c['fps']:.2f} FPS")
+    else:
+        print("cap sweep not run: peak memory is measured on CUDA only (--device cuda)")
+    print(json.dumps(report, default=str))
 
 
 if __name__ == "__main__":

@@ -80,3 +80,85 @@ def test_truncated_jpeg_is_refused_not_segmented(tmp_path, checkpoint):
     assert main(["segment", str(cut), "--out", str(out), "--model", str(checkpoint),
                  "--device", "cpu"]) == 1
     assert not out.exists()
+
+
+def _write_images(folder, count, shape=(40, 60, 3)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"img{i}.png"), rng.integers(0, 256, shape, dtype=np.uint8))
+
+
+def test_many_files_folders_and_globs_into_a_folder(checkpoint, tmp_path, caplog):
+    _write_images(tmp_path / "a", 2)
+    _write_images(tmp_path / "b", 2, shape=(50, 30, 3))
+    out = tmp_path / "masks"
+    common = ["--out", str(out), "--model", str(checkpoint), "--device", "cpu", "--no-progress"]
+    rc = main(["segment", str(tmp_path / "a"), str(tmp_path / "b" / "img*.png")] + common)
+    assert rc == 1  # b's images have the same names as a's: refused before any work
+    assert "would both write" in caplog.text and not out.exists()
+    (tmp_path / "b" / "img0.png").rename(tmp_path / "b" / "other0.png")
+    (tmp_path / "b" / "img1.png").rename(tmp_path / "b" / "other1.png")
+    caplog.clear()
+    assert main(["segment", str(tmp_path / "a"), str(tmp_path / "b" / "other*.png")]
+                + common) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "img0.png", "img1.png", "other0.png", "other1.png"]
+    assert cv2.imread(str(out / "other0.png"), cv2.IMREAD_UNCHANGED).shape == (50, 30)
+    assert "4 segmented, 0 skipped" in caplog.text
+    # Existing masks are skipped unless --overwrite.
+    stamp = (out / "img0.png").stat().st_mtime_ns
+    caplog.clear()
+    assert main(["segment", str(tmp_path / "a")] + common) == 0
+    assert "0 segmented, 2 skipped" in caplog.text
+    assert (out / "img0.png").stat().st_mtime_ns == stamp
+    caplog.clear()
+    assert main(["segment", str(tmp_path / "a"), "--overwrite"] + common) == 0
+    assert "2 segmented, 0 skipped" in caplog.text
+
+
+def test_many_files_keep_going_after_a_failure(checkpoint, tmp_path, caplog):
+    _write_images(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "masks"
+    rc = main(["segment", str(tmp_path / "in"), str(tmp_path / "nope.jpg"), "--out", str(out),
+               "--model", str(checkpoint), "--device", "cpu", "--no-progress"])
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
+    assert "2 segmented, 0 skipped (mask exists), 2 failed" in caplog.text
+    assert "broken.png" in caplog.text and "nope.jpg: does not exist" in caplog.text
+
+
+def test_many_files_plan_and_load_once(checkpoint, tmp_path, monkeypatch):
+    from uhr_seg_ros import pipeline
+
+    _write_images(tmp_path / "in", 3)
+    built, planned = [], []
+    original_from_settings = pipeline.Segmenter.from_settings.__func__
+    original_plan = pipeline.plan_tiles
+
+    def counting_from_settings(cls, *a, **k):
+        built.append(1)
+        return original_from_settings(cls, *a, **k)
+
+    def counting_plan(*a, **k):
+        planned.append(a[:2])
+        return original_plan(*a, **k)
+
+    monkeypatch.setattr(pipeline.Segmenter, "from_settings", classmethod(counting_from_settings))
+    monkeypatch.setattr(pipeline, "plan_tiles", counting_plan)
+    assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "m"),
+                 "--model", str(checkpoint), "--device", "cpu", "--no-progress"]) == 0
+    assert len(built) == 1 and planned == [(40, 60)]
+
+
+def test_one_file_into_a_folder_and_a_mask_name_for_many_is_refused(checkpoint, image_file,
+                                                                  tmp_path, caplog):
+    out = tmp_path / "masks"
+    out.mkdir()
+    assert main(["segment", str(image_file), "--out", str(out), "--model", str(checkpoint),
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert (out / "frame.png").is_file()
+    assert main(["segment", str(image_file), str(image_file), "--out", str(tmp_path / "x.png"),
+                 "--model", str(checkpoint), "--device", "cpu"]) == 1
+    assert "pass a folder" in caplog.text

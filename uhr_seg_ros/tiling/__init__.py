@@ -20,30 +20,16 @@ from .memory_model import (
     device_name,
     find_memory_model,
     measure_infer_peak,
+    measure_infer_seconds,
     model_identity,
 )
 from .plan import PlanError, TilePlan
 from .planner import DEFAULT_SAFETY_MARGIN, plan_tiles
 
 __all__ = [
-    "BLEND_MODES",
-    "DEFAULT_SAFETY_MARGIN",
-    "MemoryModel",
-    "PlanError",
-    "TileGrid",
-    "TilePlan",
-    "TiledExecutor",
-    "blend_profile",
-    "buffer_bytes",
-    "buffer_specs",
-    "calibrate",
-    "coverage_counts",
-    "device_name",
-    "find_memory_model",
-    "measure_infer_peak",
-    "model_identity",
-    "plan_tiles",
-    "reflect_indices",
-    "round_up",
+    "BLEND_MODES", "DEFAULT_SAFETY_MARGIN", "MemoryModel", "PlanError", "TileGrid", "TilePlan",
+    "TiledExecutor", "blend_profile", "buffer_bytes", "buffer_specs", "calibrate",
+    "coverage_counts", "device_name", "find_memory_model", "measure_infer_peak",
+    "measure_infer_seconds", "model_identity", "plan_tiles", "reflect_indices", "round_up",
     "tile_starts",
 ]

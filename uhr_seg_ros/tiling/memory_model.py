@@ -14,7 +14,7 @@ What one measurement counts (the input batch itself is excluded: the executor ow
     events (the closest CPU equivalent of ``max_memory_allocated``).
 
 Time is measured beside memory, on the same backend and shapes (plus larger patches, where the
-planner's choices lie): the median wall time of a few forwards on the CPU, CUDA events on a GPU
+planner's choices lie): the fastest of a few forwards (wall clock) on the CPU, CUDA events on a GPU
 (TensorRT: each engine's patch size). The planner multiplies it out over a plan's windows and
 picks the fastest plan under the cap; a file without time points plans as before (largest
 patch first).
@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import math
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -268,8 +267,9 @@ def measure_infer_peak(backend: Backend, batch: int, patch: int) -> int:
 
 
 def measure_infer_seconds(backend: Backend, batch: int, patch: int, repeats: int = 3) -> float:
-    """Median seconds of ``backend.infer`` on one ``(batch, 3, patch, patch)`` input after a
-    warm-up call: host wall clock on the CPU, CUDA events on a GPU (TensorRT included)."""
+    """Fastest of ``repeats`` timed ``backend.infer`` calls on one ``(batch, 3, patch, patch)``
+    input after a warm-up call: host wall clock on the CPU, CUDA events on a GPU (TensorRT
+    included). The minimum, not the mean: other jobs on a shared machine only ever add time."""
     x = torch.zeros(batch, 3, patch, patch, device=backend.device, dtype=backend.input_dtype)
     samples = []
     with torch.inference_mode():
@@ -287,7 +287,7 @@ def measure_infer_seconds(backend: Backend, batch: int, patch: int, repeats: int
                 t0 = time.perf_counter()
                 backend.infer(x)
                 samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return min(samples)
 
 
 def _usable(backend: Backend, points: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
