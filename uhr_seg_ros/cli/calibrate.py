@@ -128,13 +128,13 @@ def run(args: argparse.Namespace) -> int:
             measured / 2**20,
             fitted.predict(batch, patch) / 2**20,
         )
-    for batch, patch, seconds in fitted.time_points:
+    for timed_batch, timed_patch, seconds in fitted.time_points:
         LOGGER.info(
             "batch %d patch %4d: %.3f s per forward, %.1f ns per pixel",
-            batch,
-            patch,
+            timed_batch,
+            timed_patch,
             seconds,
-            seconds / (batch * patch * patch) * 1e9,
+            seconds / (timed_batch * timed_patch**2) * 1e9,
         )
     LOGGER.info(
         "fixed %.1f MB + %.1f bytes/pixel -> %s",
