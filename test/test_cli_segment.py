@@ -90,6 +90,7 @@ def _write_images(folder, count, shape=(40, 60, 3)):
 
 
 def test_many_files_folders_and_globs_into_a_folder(checkpoint, tmp_path, caplog):
+    caplog.set_level("INFO")
     _write_images(tmp_path / "a", 2)
     _write_images(tmp_path / "b", 2, shape=(50, 30, 3))
     out = tmp_path / "masks"
@@ -118,6 +119,7 @@ def test_many_files_folders_and_globs_into_a_folder(checkpoint, tmp_path, caplog
 
 
 def test_many_files_keep_going_after_a_failure(checkpoint, tmp_path, caplog):
+    caplog.set_level("INFO")
     _write_images(tmp_path / "in", 2)
     (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "masks"
