@@ -117,7 +117,6 @@ class SegmenterSettings:
     def _validate(self) -> None:
         from uhr_seg_ros.backends import registered_backends, registered_precisions
         from uhr_seg_ros.model.contract import SIZE_DIVISOR
-
         from uhr_seg_ros.tiling.geometry import BLEND_MODES
 
         if self.blend not in BLEND_MODES:

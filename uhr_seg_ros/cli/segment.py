@@ -32,21 +32,39 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "segment", help="segment image files (or a mosaic) into class-id masks",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE",
-                        help="input images (any format OpenCV reads; .tif: the raster path), "
-                             "folders of them, or quoted glob patterns")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="one input: the class-id mask (single-channel PNG, or GeoTIFF "
-                             "for the windowed raster path); several, a folder or a glob: a "
-                             "folder (no suffix) that gets one <name>.png (<name>.tif for "
-                             "rasters) each")
-    parser.add_argument("--color", type=Path, default=None,
-                        help="also write the palette blended over the image (PNG/JPEG; a "
-                             "folder when --out is one)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="many-files mode: redo masks that already exist (default: skip)")
+        "segment",
+        help="segment image files (or a mosaic) into class-id masks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="IMAGE",
+        help="input images (any format OpenCV reads; .tif: the raster path), "
+        "folders of them, or quoted glob patterns",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="one input: the class-id mask (single-channel PNG, or GeoTIFF "
+        "for the windowed raster path); several, a folder or a glob: a "
+        "folder (no suffix) that gets one <name>.png (<name>.tif for "
+        "rasters) each",
+    )
+    parser.add_argument(
+        "--color",
+        type=Path,
+        default=None,
+        help="also write the palette blended over the image (PNG/JPEG; a folder when --out is one)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="many-files mode: redo masks that already exist (default: skip)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_segmenter_arguments(parser, device_alias=True)
     add_raster_arguments(parser)
@@ -60,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
     settings_from_args(args)  # a bad flag fails before any image is read
     inputs = list(args.inputs)
     # One file and an --out with a suffix (not an existing folder): one mask file.
-    single = (len(inputs) == 1 and bool(args.out.suffix) and not args.out.is_dir()
-              and not _is_glob(inputs[0]) and not inputs[0].is_dir())
+    single = (
+        len(inputs) == 1
+        and bool(args.out.suffix)
+        and not args.out.is_dir()
+        and not _is_glob(inputs[0])
+        and not inputs[0].is_dir()
+    )
     if not single:
         return run_many(args)
     args.image = inputs[0]
@@ -76,8 +99,10 @@ def run_single(args: argparse.Namespace) -> int:
     from uhr_seg_ros.pipeline import Segmenter
 
     if args.out.suffix.lower() != ".png":
-        raise ValueError(f"--out {args.out} must be a .png file (a lossless class-id mask) or "
-                         "a .tif (georeferenced mask)")
+        raise ValueError(
+            f"--out {args.out} must be a .png file (a lossless class-id mask) or "
+            "a .tif (georeferenced mask)"
+        )
     check_raster_arguments(args, raster_out=False)
     segmenter = Segmenter.from_settings(settings_from_args(args))
     try:
@@ -86,8 +111,14 @@ def run_single(args: argparse.Namespace) -> int:
         segmenter.close()
     timings = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
     LOGGER.info("%s", result.plan.describe())
-    LOGGER.info("wrote %s (%dx%d); ms: %s; peak %.0f MB", args.out, size[1], size[0], timings,
-                result.peak_memory_mb)
+    LOGGER.info(
+        "wrote %s (%dx%d); ms: %s; peak %.0f MB",
+        args.out,
+        size[1],
+        size[0],
+        timings,
+        result.peak_memory_mb,
+    )
     return 0
 
 
@@ -108,8 +139,9 @@ def segment_image_file(segmenter, image_path: Path, out: Path, color: Path | Non
         overlay = colorize(result.mask, segmenter.palette, image)
         color.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(color), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
-            raise ValueError(f"OpenCV cannot write --color {color}; use a .png or .jpg "
-                             "name in a writable folder")
+            raise ValueError(
+                f"OpenCV cannot write --color {color}; use a .png or .jpg name in a writable folder"
+            )
     return result, image.shape[:2]
 
 
@@ -126,12 +158,14 @@ def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]
     missing: list[tuple[Path, str]] = []
     for item in inputs:
         if _is_glob(item):
-            found = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))
-                     if Path(p).is_file()]
+            found = [
+                Path(p) for p in sorted(glob.glob(str(item), recursive=True)) if Path(p).is_file()
+            ]
             reason = "no file matches this pattern"
         elif item.is_dir():
-            found = sorted(p for p in item.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             reason = f"folder has no image files ({', '.join(IMAGE_SUFFIXES)})"
         elif item.is_file():
             found, reason = [item], ""
@@ -162,8 +196,10 @@ def run_many(args: argparse.Namespace) -> int:
     from uhr_seg_ros.pipeline import Segmenter
 
     if args.out.suffix and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} names one file but several inputs (or a folder or a "
-                         "pattern) were given; pass a folder (no suffix) for the masks")
+        raise ValueError(
+            f"--out {args.out} names one file but several inputs (or a folder or a "
+            "pattern) were given; pass a folder (no suffix) for the masks"
+        )
     if args.vector is not None:
         raise ValueError("--vector names one file: use it with one raster input")
     check_raster_arguments(args, raster_out=True)
@@ -174,13 +210,18 @@ def run_many(args: argparse.Namespace) -> int:
     for source in files:
         clash = names.setdefault(_output_name(source), source)
         if clash != source:
-            raise ValueError(f"{clash} and {source} would both write {args.out / clash.stem}.*; "
-                             "segment them into different --out folders")
+            raise ValueError(
+                f"{clash} and {source} would both write {args.out / clash.stem}.*; "
+                "segment them into different --out folders"
+            )
     todo = [f for f in files if args.overwrite or not (args.out / _output_name(f)).exists()]
     skipped = len(files) - len(todo)
     if skipped:
-        LOGGER.info("skipping %d input(s) whose mask exists in %s (--overwrite redoes them)",
-                    skipped, args.out)
+        LOGGER.info(
+            "skipping %d input(s) whose mask exists in %s (--overwrite redoes them)",
+            skipped,
+            args.out,
+        )
     done, seconds = 0, []
     segmenter = Segmenter.from_settings(settings_from_args(args)) if todo else None
     try:
@@ -245,6 +286,13 @@ def run_raster(args: argparse.Namespace) -> int:
         report = segment_raster_file(segmenter, args.image, args.out, args, vector=args.vector)
     finally:
         segmenter.close()
-    LOGGER.info("wrote %s (%dx%d, %d blocks, %s) in %.1f s", report.output, report.width,
-                report.height, report.blocks, report.plan, report.seconds)
+    LOGGER.info(
+        "wrote %s (%dx%d, %d blocks, %s) in %.1f s",
+        report.output,
+        report.width,
+        report.height,
+        report.blocks,
+        report.plan,
+        report.seconds,
+    )
     return 0

@@ -46,7 +46,8 @@ def tile_starts(length: int, patch: int, stride: int) -> list[int]:
 
 #: Blending profiles of overlapping windows (see :func:`blend_profile`).
 BLEND_MODES = ("uniform", "hann")
-#: The default, chosen by measurement on held-out real tiles (docs/benchmarks.md, "Blending").
+#: The default: uniform (the paper's protocol). The measurement that should decide it,
+#: ``benchmarks/tiling.py`` section 6, did not run yet on a quiet machine (docs/benchmarks.md).
 DEFAULT_BLEND = "uniform"
 #: Smallest Hann weight relative to the centre: a frame-edge pixel covered by one window's
 #: border keeps a usable (if small) weight, and the confidence never divides by zero.

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: 1280/960 on Inria and 1504/1128 on DeepGlobe are both 25 %).
 DEFAULT_OVERLAP_FRACTION = 0.25
 #: The least overlap of the "n windows per axis" candidates, as a fraction of the patch: every
-#: seam keeps some shared context (blending measured on real tiles: docs/benchmarks.md).
+#: seam keeps some shared context for the averaging.
 MIN_OVERLAP_FRACTION = 1 / 16
 #: Windows per frame axis tried for the fitted candidates.
 MAX_FITTED_WINDOWS = 8
