@@ -268,6 +268,7 @@ class Segmenter:
                 batch_size=s.batch_size,
                 allowed_patches=self._allowed_patches,
                 blend=s.blend,
+                context=self.backend.window_context,
             )
             log.info("tile plan %s", self._plans[key].describe())
         return self._plans[key]
@@ -313,6 +314,7 @@ class Segmenter:
             overlap=0,
             batch_size=1,
             allowed_patches=self._allowed_patches,
+            context=self.backend.window_context,
         )
         return plan.predicted_peak_bytes / (1.0 - s.safety_margin) / 2**20
 

@@ -72,7 +72,7 @@ def test_truncated_and_corrupt_files_are_refused(tiny_model, tmp_path):
 def test_foreign_architectures_are_refused(tiny_model, tmp_path):
     plain_state = tmp_path / "plain_state.pt"
     torch.save(torch.nn.Conv2d(3, 3, 1).state_dict(), plain_state)
-    with pytest.raises(CheckpointError, match="not an SGHRQ checkpoint"):
+    with pytest.raises(CheckpointError, match="not a model checkpoint"):
         load_checkpoint(plain_state)
 
     # Right format tag, but weights of another width than its config describes.

@@ -197,3 +197,28 @@ def test_amp_training_on_cuda_writes_a_loadable_model(tmp_path):
     result = train(cfg, tmp_path, progress=False)
     model = load_checkpoint(result.model_path)
     assert model.memory.initialised.any() and math.isfinite(result.final_loss)
+
+
+def test_scpseg_recipe_trains_on_neighbourhood_crops(tmp_path):
+    run = {**TINY_RUN, "model": {"family": "scpseg", "preset": "tiny"},
+           "data": {**TINY_RUN["data"], "crop_size": 128, "val_crop_size": 128},
+           "schedule": {**TINY_RUN["schedule"], "iterations": 2},
+           "loss": {"ce": 1.0, "sr": 0.5, "lfa": 0.5}}
+    result = train(train_config_from_dict(run), tmp_path, progress=False)
+    assert load_checkpoint(result.model_path).family == "scpseg"
+    header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert {"ce", "sr", "lfa"} <= set(header) and "aux8" not in header
+
+
+def test_scpseg_recipe_errors_name_the_fix():
+    run = {**TINY_RUN, "model": {"family": "scpseg", "preset": "tiny"},
+           "data": {**TINY_RUN["data"], "crop_size": 96, "val_crop_size": 128}}
+    with pytest.raises(ValueError, match="not a window neighbourhood"):
+        train_config_from_dict(run)
+    run["data"]["crop_size"] = 128
+    with pytest.raises(ValueError, match="unknown loss weight"):
+        train_config_from_dict({**run, "loss": {"aux8": 1.0}})
+    with pytest.raises(ValueError, match="model.family"):
+        train_config_from_dict({**run, "model": {"family": "unet"}})
+    assert load_train_config(config_dir() / "train_scpseg_lite_cpu.yaml").model.family == "scpseg"
+    assert load_train_config(config_dir() / "train_scpseg_deepglobe.yaml").data.crop_size == 1024

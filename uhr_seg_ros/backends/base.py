@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from uhr_seg_ros.model.context import ContextSpec
 from uhr_seg_ros.model.contract import SIZE_DIVISOR
 
 
@@ -57,6 +58,9 @@ class Backend(ABC):
     #: the only patch sides this backend runs (TensorRT: one engine each); None = any multiple
     #: of :attr:`size_divisor`
     patch_sizes: tuple[int, ...] | None = None
+    #: the network's context squeezing (SCPSeg): the executor feeds each window's squeezed
+    #: neighbourhood instead of the window; None = windows as they are
+    window_context: ContextSpec | None = None
     #: the precision the network really runs in (``"fp32"`` on the CPU whatever was asked)
     precision: str = "fp32"
 

@@ -101,6 +101,8 @@ class EagerBackend(Backend):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         on_cuda = device.type == "cuda"
         super().__init__(device, model.num_classes, torch.float32, max_batch)
+        # Networks outside the registered families (test stubs, wrappers) have no context.
+        self.window_context = getattr(model, "context", None)
         self.name = device.type
         self.precision = precision if on_cuda else "fp32"
         self.cuda_graphs = cuda_graphs and on_cuda

@@ -343,6 +343,8 @@ class TensorRTBackend(Backend):
         for patch_size in patch_sizes:
             check_export_shape(patch_size, max_batch)
         super().__init__(device, model.num_classes, torch.float32, max_batch)
+        # Networks outside the registered families (test stubs, wrappers) have no context.
+        self.window_context = getattr(model, "context", None)
         self.precision = precision
         self.tensorrt_version = tensorrt.__version__
         cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache_dir()

@@ -24,7 +24,7 @@ LOGGER = logging.getLogger("uhr-seg.train")
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
-        help="train the SGHRQ network from a YAML recipe",
+        help="train a network (SGHRQ or SCPSeg: model.family) from a YAML recipe",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

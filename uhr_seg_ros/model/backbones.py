@@ -97,9 +97,15 @@ class ResNetV1c(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.layer2(self.layer1(self.stem(x)))
-        layer3 = self.layer3(x)
-        return layer3, self.layer4(layer3)
+        _, layer3, layer4 = self.features(x)
+        return layer3, layer4
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(layer1, layer3, layer4)``: layer 1 at stride 4 (the low-level features a
+        DeepLabV3+ decoder reads) besides the two stride-8 outputs of :meth:`forward`."""
+        layer1 = self.layer1(self.stem(x))
+        layer3 = self.layer3(self.layer2(layer1))
+        return layer1, layer3, self.layer4(layer3)
 
 
 class STDCBlock(nn.Module):

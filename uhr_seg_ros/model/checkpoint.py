@@ -2,8 +2,12 @@
 
 File layout (a ``torch.save`` dict, read back with ``weights_only=True``)::
 
-    {"format": "uhr_seg_ros/sghrq", "version": 1, "config": SGHRQConfig.to_dict(),
-     "state_dict": {name: tensor}, "dtype": "float32" | "float16", "meta": {...}}
+    {"format": "uhr_seg_ros/sghrq", "version": 2, "family": "sghrq" | "scpseg" | ...,
+     "config": <family config>.to_dict(), "state_dict": {name: tensor},
+     "dtype": "float32" | "float16", "meta": {...}}
+
+Version 1 files (written before model families existed) have no ``family`` and are SGHRQ. The
+format tag keeps its historic name so that every existing checkpoint still loads.
 
 ``meta`` holds plain values only (class names, palette, training info), so a checkpoint never
 needs ``pickle`` to execute anything.
@@ -19,16 +23,19 @@ from typing import Any
 
 import torch
 
-from .config import SGHRQConfig
-from .sghrq import SGHRQ, TRAIN_HEADS_PREFIX, build_model
+from .contract import SegmentationModel
+from .families import build_model, get_family
+from .sghrq import TRAIN_HEADS_PREFIX
 
 FORMAT = "uhr_seg_ros/sghrq"
-VERSION = 1
+VERSION = 2
+#: The family of version-1 files.
+LEGACY_FAMILY = "sghrq"
 _PLAIN = (str, int, float, bool, type(None))
 
 
 class CheckpointError(ValueError):
-    """The file is not a usable SGHRQ checkpoint (the message says why and what to do)."""
+    """The file is not a usable model checkpoint (the message says why and what to do)."""
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -52,7 +59,7 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def checkpoint_payload(
-    model: SGHRQ, *, half: bool = False, inference_only: bool = False, **meta: Any
+    model: SegmentationModel, *, half: bool = False, inference_only: bool = False, **meta: Any
 ) -> dict[str, Any]:
     """The dict :func:`save_checkpoint` writes (also embedded in training-state files)."""
     _check_plain(meta, "meta")
@@ -65,6 +72,7 @@ def checkpoint_payload(
     return {
         "format": FORMAT,
         "version": VERSION,
+        "family": model.family,
         "config": model.config.to_dict(),
         "state_dict": state,
         "dtype": "float16" if half else "float32",
@@ -74,7 +82,7 @@ def checkpoint_payload(
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: SGHRQ,
+    model: SegmentationModel,
     *,
     half: bool = False,
     inference_only: bool = False,
@@ -128,15 +136,17 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_from_payload(
     payload: Any, source: str = "checkpoint", training_heads: bool = True
-) -> SGHRQ:
-    """Build an :class:`SGHRQ` from a checkpoint dict (train mode; nothing frozen).
+) -> Any:
+    """Build the network of a checkpoint dict, of the family it names (train mode; nothing
+    frozen).
 
     With ``training_heads=False`` the heads' weights in the file are ignored and not built.
     """
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise CheckpointError(
-            f"{source} is not an SGHRQ checkpoint of this package (no format tag {FORMAT!r}); "
-            "convert foreign weights with a script that builds SGHRQ and calls save_checkpoint"
+            f"{source} is not a model checkpoint of this package (no format tag {FORMAT!r}); "
+            "convert foreign weights with a script that builds the model and calls "
+            "save_checkpoint"
         )
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
@@ -149,8 +159,15 @@ def model_from_payload(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
         raise CheckpointError(f"{source} has no valid state_dict (name -> tensor)")
+    family_name = payload.get("family", LEGACY_FAMILY) if version >= 2 else LEGACY_FAMILY
     try:
-        config = SGHRQConfig.from_dict(payload.get("config", {}))
+        family = get_family(family_name)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{source}: {exc} (written by a newer or extended uhr_seg_ros?)"
+        ) from None
+    try:
+        config = family.config_from_dict(payload.get("config", {}))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source} has an invalid model config: {exc}") from None
 
@@ -174,7 +191,7 @@ def model_from_payload(
     ]
     if problems:
         raise CheckpointError(
-            f"{source} does not match the SGHRQ architecture its config "
+            f"{source} does not match the {family.name} architecture its config "
             f"describes: {'; '.join(problems)}"
         )
     bad = [
@@ -189,9 +206,10 @@ def model_from_payload(
     return model
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SGHRQ:
-    """Rebuild the inference model stored in ``path``: eval mode, memory bank frozen, no
-    gradients, no training heads (``model.train_heads is None``).
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """Rebuild the inference model stored in ``path``, whatever its family: eval mode, frozen
+    for inference (SGHRQ: memory bank), no gradients, no training heads
+    (``model.train_heads is None``).
 
     Raises :class:`CheckpointError` (a ``ValueError``) for a corrupt, truncated, foreign or
     code-carrying file and ``FileNotFoundError`` for a missing one. fp16 files load as fp32.
@@ -199,7 +217,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     model = model_from_payload(
         read_checkpoint(path, map_location), source=str(path), training_heads=False
     )
-    model.freeze_memory_bank()
+    model.prepare_for_inference()
     model.requires_grad_(False)
     return model.eval().to(map_location)
 

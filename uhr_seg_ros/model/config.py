@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from .context import ContextSpec
 
 #: ImageNet statistics in 0..255 RGB units (the network normalises its own input).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -20,8 +22,66 @@ def _generic_names(num_classes: int) -> tuple[str, ...]:
     return tuple(f"class_{i}" for i in range(num_classes))
 
 
+_Config = TypeVar("_Config", bound="PlainConfig")
+
+
+class PlainConfig:
+    """Shared (de)serialisation of the model-family configs: plain data in and out.
+
+    Subclasses are frozen dataclasses; lists (from YAML and checkpoints) become tuples.
+    """
+
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def _normalise_fields(self) -> None:
+        names = tuple(getattr(self, "class_names", ())) or _generic_names(
+            getattr(self, "num_classes", 0)
+        )
+        object.__setattr__(self, "class_names", names)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, list):  # YAML and checkpoints give lists; keep the type hashable
+                object.__setattr__(self, f.name, tuple(value))
+
+    def _validate_classes(self) -> None:
+        num_classes = getattr(self, "num_classes", None)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if num_classes >= 255:
+            raise ValueError("num_classes must be below 255 (label value 255 means 'ignore')")
+        if len(self.class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but num_classes is "
+                f"{num_classes}; give one name per class"
+            )
+
+    # ----------------------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists for tuples) safe for YAML and ``weights_only`` checkpoints."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_Config], data: Mapping[str, Any]) -> _Config:
+        """Inverse of :meth:`to_dict`; unknown keys are refused (a typo must not pass silently)."""
+        if not isinstance(data, Mapping):
+            kind = type(data).__name__
+            raise ValueError(f"model config must be a mapping, got {kind}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown model config key(s) {unknown}; valid keys are {sorted(known)}"
+            )
+        return cls(**dict(data))
+
+
 @dataclass(frozen=True)
-class SGHRQConfig:
+class SGHRQConfig(PlainConfig):
     """Widths and hyper-parameters of :class:`~uhr_seg_ros.model.SGHRQ`.
 
     Use a preset (:meth:`paper`, :meth:`lite`, :meth:`tiny`) and ``dataclasses.replace`` for
@@ -69,24 +129,11 @@ class SGHRQConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        names = tuple(self.class_names) or _generic_names(self.num_classes)
-        object.__setattr__(self, "class_names", names)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):  # YAML and checkpoints give lists; keep the type hashable
-                object.__setattr__(self, f.name, tuple(value))
+        self._normalise_fields()
         self._validate()
 
     def _validate(self) -> None:
-        if not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes!r}")
-        if self.num_classes >= 255:
-            raise ValueError("num_classes must be below 255 (label value 255 means 'ignore')")
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"class_names has {len(self.class_names)} names but num_classes is "
-                f"{self.num_classes}; give one name per class"
-            )
+        self._validate_classes()
         if self.downscale not in (1, 2, 4):
             raise ValueError(
                 f"downscale must be 1, 2 or 4 (the network's size divisor of 32 assumes at most "
@@ -134,29 +181,6 @@ class SGHRQConfig:
         """Width D of one class prototype: the ResNet layer-4 width."""
         return self.resnet_widths[3]
 
-    # ----------------------------------------------------------------------------- (de)serialise
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists for tuples) safe for YAML and ``weights_only`` checkpoints."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SGHRQConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused (a typo must not pass silently)."""
-        if not isinstance(data, Mapping):
-            kind = type(data).__name__
-            raise ValueError(f"model config must be a mapping, got {kind}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown model config key(s) {unknown}; valid keys are {sorted(known)}"
-            )
-        return cls(**dict(data))
-
     # ----------------------------------------------------------------------------------- presets
     @classmethod
     def paper(cls, num_classes: int = 6, class_names: Sequence[str] = ()) -> SGHRQConfig:
@@ -200,4 +224,97 @@ class SGHRQConfig:
             sr_channels=4,
             fcn_channels=8,
             affinity_channels=8,
+        )
+
+
+@dataclass(frozen=True)
+class SCPSegConfig(PlainConfig):
+    """Widths and hyper-parameters of :class:`~uhr_seg_ros.model.SCPSeg` (context squeezing,
+    one DeepLabV3+ encoder-decoder on ResNet-18 V1c).
+
+    Defaults are the widths SCPSeg reports (ResNet-18, DeepLabV3+); presets as for SGHRQ.
+    """
+
+    num_classes: int = 6
+    class_names: tuple[str, ...] = ()
+    # G / P: side of the neighbourhood squeezed into a window, as a multiple of the window side
+    # (reported G/L = 512/256 and 1024/512: 2.0).
+    context_neighbourhood: float = 2.0
+    # D / P: side the window itself keeps inside the squeezed input (reported 192/256: 0.75).
+    context_centre: float = 0.75
+    # ResNet-18 V1c deep stem and stage widths (the project's backbone code, output stride 8).
+    stem_widths: tuple[int, int, int] = (32, 32, 64)
+    resnet_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    # ASPP dilations (1 = the 1x1 branch) and width of each branch / of the ASPP bottleneck.
+    aspp_dilations: tuple[int, ...] = (1, 12, 24, 36)
+    aspp_channels: int = 128
+    # DeepLabV3+ decoder: 1x1 reduction of the stride-4 layer-1 features, then two 3x3 convs.
+    low_level_channels: int = 48
+    decoder_channels: int = 128
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    # Training-only super-resolution decoder width (absent from the inference graph).
+    sr_channels: int = 64
+    # Side k of the sliding windows of the local feature alignment's self-similarity (reported 7).
+    lfa_window: int = 7
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self._normalise_fields()
+        self._validate_classes()
+        for name, length in (("stem_widths", 3), ("resnet_widths", 4)):
+            value = getattr(self, name)
+            if len(value) != length or any(int(v) < 1 for v in value):
+                raise ValueError(f"{name} needs {length} positive integers, got {value!r}")
+        for name in ("aspp_channels", "low_level_channels", "decoder_channels", "sr_channels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.aspp_dilations or any(d < 1 for d in self.aspp_dilations):
+            raise ValueError(f"aspp_dilations must be positive integers, got {self.aspp_dilations}")
+        if self.lfa_window < 1 or self.lfa_window % 2 == 0:
+            raise ValueError(f"lfa_window must be a positive odd integer, got {self.lfa_window}")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"mean/std need 3 values each (std > 0), got {self.mean}, {self.std}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.context  # noqa: B018 - validates the two ratios
+
+    @property
+    def context(self) -> ContextSpec:
+        """The squeezing geometry (ratios of the window side)."""
+        return ContextSpec(self.context_neighbourhood, self.context_centre)
+
+    @classmethod
+    def paper(cls, num_classes: int = 6, class_names: Sequence[str] = ()) -> SCPSegConfig:
+        """The reported network: DeepLabV3+ on ResNet-18 (V1c stem), G/L/D = 2 : 1 : 0.75."""
+        return cls(num_classes=num_classes, class_names=tuple(class_names))
+
+    @classmethod
+    def lite(cls, num_classes: int = 6, class_names: Sequence[str] = ()) -> SCPSegConfig:
+        """Half the widths (the same halving as :meth:`SGHRQConfig.lite`): CPU-trainable."""
+        return cls(
+            num_classes=num_classes,
+            class_names=tuple(class_names),
+            stem_widths=(16, 16, 32),
+            resnet_widths=(32, 64, 128, 256),
+            aspp_channels=64,
+            low_level_channels=24,
+            decoder_channels=64,
+            sr_channels=32,
+        )
+
+    @classmethod
+    def tiny(cls, num_classes: int = 3, class_names: Sequence[str] = ()) -> SCPSegConfig:
+        """A few thousand parameters: for unit tests."""
+        return cls(
+            num_classes=num_classes,
+            class_names=tuple(class_names),
+            stem_widths=(4, 4, 8),
+            resnet_widths=(8, 8, 16, 16),
+            aspp_dilations=(1, 2),
+            aspp_channels=8,
+            low_level_channels=4,
+            decoder_channels=8,
+            sr_channels=4,
+            lfa_window=3,
         )

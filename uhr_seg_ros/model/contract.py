@@ -6,10 +6,13 @@ Backends, the ``Segmenter``, the memory model and the engine cache talk to a
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .context import ContextSpec
 
 #: Patch sides (and training crops) are multiples of this: the network's total stride
 #: (SGHRQ: downscale 4 x ResNet output stride 8). The one place the number is written.
@@ -37,8 +40,33 @@ class SegmentationModel(nn.Module):
     """
 
     size_divisor: ClassVar[int] = SIZE_DIVISOR
+    #: registry name of the family (stored in checkpoints; see model/families.py)
+    family: ClassVar[str] = "abstract"
     config: ModelConfig
     meta: dict[str, Any]
+    #: the training-only heads (None when built or loaded for inference)
+    train_heads: nn.Module | None
+
+    @property
+    def context(self) -> ContextSpec | None:
+        """None, or the surroundings the tiler squeezes into each window before ``forward``
+        (SCPSeg; see model/context.py and tiling/context.py)."""
+        return None
+
+    def forward_train(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every output the family's training loss reads (training/losses.py)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained here")
+
+    def segment_crop(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, labels)`` of the part of a validation crop the network predicts."""
+        return self(images), labels
+
+    def prepare_for_inference(self) -> None:
+        """Freeze what training writes (``load_checkpoint`` calls it); nothing by default."""
 
     @property
     def num_classes(self) -> int:

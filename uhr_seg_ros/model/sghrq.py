@@ -38,6 +38,9 @@ class SGHRQ(SegmentationModel):
     ``forward_train`` also runs the training-only heads and, given labels, writes the bank.
     """
 
+    #: Registry name of this family (stored in checkpoints).
+    family = "sghrq"
+
     config: SGHRQConfig
     pixel_mean: torch.Tensor
     pixel_std: torch.Tensor
@@ -161,10 +164,20 @@ class SGHRQ(SegmentationModel):
                 "does this for you)"
             )
 
+    def segment_crop(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, labels)`` of a validation crop: SGHRQ predicts the whole crop."""
+        return self(images), labels
+
     # ------------------------------------------------------------------------------ state
     def freeze_memory_bank(self) -> None:
         """Forbid bank writes from now on (deployment); ``load_checkpoint`` calls it."""
         self.memory.freeze()
+
+    def prepare_for_inference(self) -> None:
+        """Deployment state: the memory bank is only read from now on."""
+        self.freeze_memory_bank()
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict without the training-only heads (what deployment needs)."""
@@ -177,14 +190,3 @@ class SGHRQ(SegmentationModel):
             "inference": sum(p.numel() for p in self.parameters()) - heads,
             "training_heads": heads,
         }
-
-
-def build_model(config: SGHRQConfig, training_heads: bool = True) -> SGHRQ:
-    """A randomly initialised :class:`SGHRQ` (train mode, bank empty and writable);
-    ``training_heads=False`` builds the inference graph only."""
-    if not isinstance(config, SGHRQConfig):
-        raise TypeError(
-            f"build_model needs an SGHRQConfig, got {type(config).__name__}; "
-            "use SGHRQConfig.from_dict(...) for a dict"
-        )
-    return SGHRQ(config, training_heads)

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 
 from uhr_seg_ros.backends.base import Backend
+from uhr_seg_ros.model.context import ContextSpec
 
+from .context import ContextGather, context_buffer_specs
 from .geometry import TileGrid, blend_profile, coverage_counts, reflect_indices
 from .plan import TilePlan
 
@@ -55,8 +57,10 @@ def buffer_specs(
     frame_resident: bool,
     with_confidence: bool,
     blend: str = "uniform",
+    context: ContextSpec | None = None,
 ) -> BufferSpecs:
-    """Name → ``(shape, dtype)`` of every buffer the executor allocates for one plan."""
+    """Name → ``(shape, dtype)`` of every buffer the executor allocates for one plan
+    (``context``: the network's, whose gather buffers are included, see tiling/context.py)."""
     height, width, rows = grid.height, grid.width, grid.tile_height
     chunk = min(rows, FINALIZE_ROWS)
     specs: BufferSpecs = {
@@ -72,7 +76,9 @@ def buffer_specs(
         specs["confidence_rows"] = ((chunk, width), torch.float16)
         specs["row_counts"] = ((height,), torch.float32)
         specs["col_counts"] = ((width,), torch.float32)
-    if not frame_resident:
+    if context is not None:  # its row band also serves streaming
+        specs.update(context_buffer_specs(grid, batch, context, input_dtype))
+    elif not frame_resident:
         specs["frame_rows"] = ((rows, width, 3), torch.uint8)
     elif torch.device(device).type == "cuda":
         specs["frame"] = ((height, width, 3), torch.uint8)
@@ -92,6 +98,7 @@ def buffer_bytes(
     frame_resident: bool,
     with_confidence: bool,
     blend: str = "uniform",
+    context: ContextSpec | None = None,
 ) -> int:
     """Total bytes of :func:`buffer_specs`."""
     specs = buffer_specs(
@@ -103,6 +110,7 @@ def buffer_bytes(
         frame_resident=frame_resident,
         with_confidence=with_confidence,
         blend=blend,
+        context=context,
     )
     return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in specs.values())
 
@@ -150,6 +158,9 @@ class TiledExecutor:
         # mirror-reflection indices completing a window along an axis shorter than the patch
         self._fill_rows: torch.Tensor | None = None
         self._fill_cols: torch.Tensor | None = None
+        #: the network's context (None: windows are fed as they are)
+        self.context: ContextSpec | None = backend.window_context
+        self._gather: ContextGather | None = None
 
     @property
     def buffers(self) -> Mapping[str, torch.Tensor]:
@@ -176,6 +187,7 @@ class TiledExecutor:
             frame_resident=plan.frame_resident,
             with_confidence=with_confidence,
             blend=plan.blend,
+            context=self.context,
         )
         self._buffers = {
             name: torch.zeros(shape, dtype=dtype, device=self.device)
@@ -208,6 +220,8 @@ class TiledExecutor:
                 reflect_indices(grid.tile_width, grid.patch)[grid.tile_width :]
             ).to(self.device)
         self._batches = self._make_batches(grid, plan.batch, split_rows=not plan.frame_resident)
+        if self.context is not None:
+            self._gather = ContextGather(grid, self.context, self._buffers, self.device)
         self.plan, self.with_confidence = plan, with_confidence
 
     def release(self) -> None:
@@ -215,6 +229,7 @@ class TiledExecutor:
         self._buffers = {}
         self._batches = []
         self._fill_rows = self._fill_cols = None
+        self._gather = None
         self.plan = None
 
     @staticmethod
@@ -256,7 +271,9 @@ class TiledExecutor:
         with torch.inference_mode():
             for tiles in self._batches:
                 with timer("gather"):  # includes the band upload when the frame is streamed
-                    for k, (_, y, x) in enumerate(tiles):
+                    if self._gather is not None:  # squeezed neighbourhoods (tiling/context.py)
+                        self._gather.fill(source, tiles, buf["batch"])
+                    for k, (_, y, x) in enumerate(tiles if self._gather is None else ()):
                         self._load_window(buf["batch"][k], source, y, x)
                 with timer("infer"):
                     logits = self.backend.infer(buf["batch"][: len(tiles)])
@@ -301,6 +318,8 @@ class TiledExecutor:
         plan, buf = self.plan, self._buffers
         assert plan is not None, "prepare() first"
         tile_h, channels = plan.grid.tile_height, frame.shape[2]
+        if self._gather is not None:
+            return self._stage_context(frame)
         if plan.frame_resident:
             if "frame" not in buf:  # CPU executor: use the frame in place (a GPU tensor: copy)
                 resident = frame.to(self.device)
@@ -321,6 +340,19 @@ class TiledExecutor:
             return band
 
         return rows
+
+    def _stage_context(self, frame: torch.Tensor) -> RowSource:
+        """As :meth:`_stage`, but each row source gives the window row's mirrored
+        neighbourhood rows (see :class:`~uhr_seg_ros.tiling.context.ContextGather`)."""
+        plan, buf, gather = self.plan, self._buffers, self._gather
+        assert plan is not None and gather is not None
+        if not plan.frame_resident:
+            return gather.streamed_rows(frame)
+        if "frame" in buf and frame.device != self.device:
+            staged = buf["frame"][..., : frame.shape[2]]
+            staged.copy_(frame)
+            return gather.resident_rows(staged)
+        return gather.resident_rows(frame.to(self.device))
 
     def _sinks(self, mask: np.ndarray, confidence: np.ndarray | None) -> Sinks:
         """Where final rows go: the device-resident output (copied once at the end) or the host

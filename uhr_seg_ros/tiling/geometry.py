@@ -66,11 +66,12 @@ def blend_profile(patch: int, mode: str = "uniform") -> np.ndarray:
     raise ValueError(f"blend must be one of {BLEND_MODES}, got {mode!r}")
 
 
-def reflect_indices(length: int, size: int) -> np.ndarray:
-    """``(size,)`` int64 indices into ``[0, length)`` that extend an axis of ``length`` samples to
-    ``size`` by mirror reflection without repeating the edge sample (``np.pad(mode="reflect")``,
-    repeated when ``size`` exceeds twice ``length``; a single sample is repeated)."""
-    positions = np.arange(size)
+def reflect_indices(length: int, size: int, start: int = 0) -> np.ndarray:
+    """``(size,)`` int64 indices into ``[0, length)`` of the positions ``start .. start + size
+    - 1`` of an axis of ``length`` samples extended by mirror reflection without repeating the
+    edge sample (``np.pad(mode="reflect")``, repeated when needed; a single sample is
+    repeated). ``start < 0`` reaches before the first sample (a window's context)."""
+    positions = np.arange(start, start + size)
     if length == 1:
         return np.zeros(size, dtype=np.int64)
     period = 2 * (length - 1)

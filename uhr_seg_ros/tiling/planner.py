@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from uhr_seg_ros.model.contract import SIZE_DIVISOR
+from uhr_seg_ros.model.context import ContextSpec
 from uhr_seg_ros.settings import DEFAULT_SAFETY_MARGIN
 
 from .executor import buffer_bytes
@@ -176,7 +176,7 @@ def plan_tiles(
     input_dtype: torch.dtype,
     held_bytes: int = 0,
     max_batch: int = 16,
-    size_divisor: int = SIZE_DIVISOR,
+    size_divisor: int = 32,
     with_confidence: bool = False,
     safety_margin: float = DEFAULT_SAFETY_MARGIN,
     patch_size: int | None = None,
@@ -184,6 +184,7 @@ def plan_tiles(
     batch_size: int | None = None,
     allowed_patches: Sequence[int] | None = None,
     blend: str = DEFAULT_BLEND,
+    context: ContextSpec | None = None,
 ) -> TilePlan:
     """The preferred plan for an ``height × width`` frame, or :class:`PlanError`.
 
@@ -191,7 +192,9 @@ def plan_tiles(
     engine: ``Backend.external_bytes()``); ``patch_size``, ``overlap`` and
     ``batch_size`` pin those choices instead of letting the planner pick them;
     ``allowed_patches`` restricts the patch to sizes the backend can run (None: any multiple of
-    ``size_divisor``); ``blend`` weights overlapping logits (``uniform`` or ``hann``).
+    ``size_divisor``); ``blend`` weights overlapping logits (``uniform`` or ``hann``);
+    ``context`` is the network's context squeezing (SCPSeg), whose gather buffers count
+    against the cap like every other buffer.
     """
     if blend not in BLEND_MODES:
         raise PlanError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
@@ -224,6 +227,7 @@ def plan_tiles(
                     frame_resident=resident,
                     with_confidence=with_confidence,
                     blend=blend,
+                    context=context,
                 )
                 need = held_bytes + memory_model.predict(batch, patch) + buffers
                 if need > budget:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from uhr_seg_ros.model import SGHRQ, build_model, load_checkpoint
+from uhr_seg_ros.model import SGHRQ, SegmentationModel, build_model, load_checkpoint
 from uhr_seg_ros.model.checkpoint import (
     CheckpointError,
     checkpoint_payload,
@@ -47,7 +47,7 @@ def restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def initial_model(cfg: TrainConfig) -> SGHRQ:
+def initial_model(cfg: TrainConfig) -> SegmentationModel:
     """A fresh model, or ``model.init_from``'s weights when fine-tuning.
 
     Same classes: every weight and the memory bank carry over. Other classes (a user's own
@@ -71,8 +71,9 @@ def initial_model(cfg: TrainConfig) -> SGHRQ:
     if source.config == config:
         # Missing training heads (inference-only files) keep their fresh initialisation.
         model.load_state_dict(source.state_dict(), strict=False)
-        model.memory.prototypes.copy_(source.memory.prototypes)
-        model.memory.initialised.copy_(source.memory.initialised)
+        if isinstance(model, SGHRQ) and isinstance(source, SGHRQ):
+            model.memory.prototypes.copy_(source.memory.prototypes)
+            model.memory.initialised.copy_(source.memory.initialised)
         return model
     own = model.state_dict()
     reused = {
@@ -104,7 +105,7 @@ def initial_model(cfg: TrainConfig) -> SGHRQ:
     return model
 
 
-def load_state(path: Path, cfg: TrainConfig) -> tuple[SGHRQ, dict[str, Any]]:
+def load_state(path: Path, cfg: TrainConfig) -> tuple[SegmentationModel, dict[str, Any]]:
     state = read_checkpoint(path)
     if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(
@@ -122,7 +123,7 @@ def load_state(path: Path, cfg: TrainConfig) -> tuple[SGHRQ, dict[str, Any]]:
 
 def save_state(
     path: Path,
-    model: SGHRQ,
+    model: SegmentationModel,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,

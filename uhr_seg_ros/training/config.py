@@ -17,30 +17,40 @@ from typing import Any
 import yaml
 
 from uhr_seg_ros.data.palettes import DEEPGLOBE_CLASSES
-from uhr_seg_ros.model import SGHRQ, SGHRQConfig
-from uhr_seg_ros.training.losses import LossWeights
+from uhr_seg_ros.model import SGHRQ, get_family, registered_families
+from uhr_seg_ros.training.losses import loss_weights_for
 
-PRESETS = ("paper", "lite", "tiny")
+#: Window/crop sides of every family are multiples of this.
+SIZE_DIVISOR = SGHRQ.size_divisor
 
 
 @dataclass(frozen=True)
 class ModelSection:
-    # SGHRQConfig preset: "paper" (reference widths), "lite" (shipped default) or "tiny" (tests).
+    # Model family (uhr_seg_ros.model.registered_families()): "sghrq" or "scpseg".
+    family: str = "sghrq"
+    # Preset of the family's config: "paper" (reference widths), "lite" (shipped default) or
+    # "tiny" (tests).
     preset: str = "lite"
     # Class names in label order; their count is the number of classes.
     class_names: tuple[str, ...] = DEEPGLOBE_CLASSES
-    # Other SGHRQConfig fields to override, e.g. {memory_momentum: 0.95}.
+    # Other fields of the family's config to override, e.g. {memory_momentum: 0.95}.
     overrides: Mapping[str, Any] = field(default_factory=dict)
     # Start from this model checkpoint's weights (fine-tuning) instead of random ones.
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"model.preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.family not in registered_families():
+            raise ValueError(
+                f"model.family must be one of {registered_families()}, got {self.family!r}"
+            )
+        presets = get_family(self.family).presets
+        if self.preset not in presets:
+            raise ValueError(f"model.preset must be one of {presets}, got {self.preset!r}")
 
-    def build_config(self) -> SGHRQConfig:
-        base = getattr(SGHRQConfig, self.preset)(len(self.class_names), self.class_names)
-        return SGHRQConfig.from_dict({**base.to_dict(), **dict(self.overrides)})
+    def build_config(self) -> Any:
+        family = get_family(self.family)
+        base = family.preset(self.preset, len(self.class_names), self.class_names)
+        return family.config_from_dict({**base.to_dict(), **dict(self.overrides)})
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,8 @@ class DataSection:
             )
         if any(s.weight <= 0 for s in sources):
             raise ValueError("every data.train weight must be > 0")
-        if self.crop_size < SGHRQ.size_divisor or self.val_crop_size < SGHRQ.size_divisor:
-            raise ValueError(f"crop sizes must be >= {SGHRQ.size_divisor}")
+        if self.crop_size < SIZE_DIVISOR or self.val_crop_size < SIZE_DIVISOR:
+            raise ValueError(f"crop sizes must be >= {SIZE_DIVISOR}")
 
 
 @dataclass(frozen=True)
@@ -176,8 +186,25 @@ class TrainConfig:
     data: DataSection
     model: ModelSection = field(default_factory=ModelSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
-    loss: LossWeights = field(default_factory=LossWeights)
+    # Loss weights of the model family (training.losses: LossWeights, SCPSegLossWeights).
+    loss: Any = None
     run: RunSection = field(default_factory=RunSection)
+
+    def __post_init__(self) -> None:
+        weights = loss_weights_for(self.model.family, {} if self.loss is None else self.loss)
+        object.__setattr__(self, "loss", weights)
+        context = getattr(self.model.build_config(), "context", None)
+        if context is not None:  # crops are neighbourhoods: their centre must be a window
+            divisor = get_family(self.model.family).model_type.size_divisor
+            for name in ("crop_size", "val_crop_size"):
+                side = getattr(self.data, name)
+                patch = round(side / context.neighbourhood)
+                if patch % divisor or context.neighbourhood_side(patch) != side:
+                    raise ValueError(
+                        f"data.{name} {side} is not a window neighbourhood for "
+                        f"{self.model.family}: use G = {context.neighbourhood:g} x a multiple "
+                        f"of {divisor}, e.g. {context.neighbourhood_side(256)}"
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML and ``weights_only`` friendly)."""
@@ -188,7 +215,7 @@ _SECTIONS = {
     "model": ModelSection,
     "data": DataSection,
     "schedule": ScheduleSection,
-    "loss": LossWeights,
+    "loss": None,
     "run": RunSection,
 }
 
@@ -256,9 +283,12 @@ def train_config_from_dict(
             f"unknown section(s) {unknown} in the training config; valid: "
             f"{sorted(_SECTIONS)} and 'reduced'"
         )
-    return TrainConfig(
-        **{name: _section(cls, data.get(name) or {}, name) for name, cls in _SECTIONS.items()}
-    )
+    # The loss section's keys depend on the model family: TrainConfig checks them.
+    sections: dict[str, Any] = {
+        name: (data.get(name) or {}) if cls is None else _section(cls, data.get(name) or {}, name)
+        for name, cls in _SECTIONS.items()
+    }
+    return TrainConfig(**sections)
 
 
 def load_train_config(

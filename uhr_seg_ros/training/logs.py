@@ -8,17 +8,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from uhr_seg_ros.training.losses import LOSS_TERMS
-
 log = logging.getLogger(__name__)
 
 
 class TrainingLogs:
     """CSV rows (+ TensorBoard scalars when available), written by the main process only."""
 
-    TRAIN_FIELDS = ("iteration", "epoch", "lr", "loss", *LOSS_TERMS, "images_per_s", "elapsed_s")
-
-    def __init__(self, out_dir: Path, class_names: tuple[str, ...], resume_at: int) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        class_names: tuple[str, ...],
+        resume_at: int,
+        loss_terms: tuple[str, ...],
+    ) -> None:
+        #: the loss terms of the model family (columns after ``loss``)
+        self.loss_terms = loss_terms
+        self.train_fields = (
+            "iteration",
+            "epoch",
+            "lr",
+            "loss",
+            *loss_terms,
+            "images_per_s",
+            "elapsed_s",
+        )
         self.train_csv = out_dir / "train_log.csv"
         self.val_csv = out_dir / "val_log.csv"
         self.val_fields = ("iteration", "miou", *(f"iou_{n}" for n in class_names))
@@ -41,9 +54,9 @@ class TrainingLogs:
             writer.writerow(row)
 
     def train_row(self, row: Mapping[str, Any]) -> None:
-        self._append(self.train_csv, self.TRAIN_FIELDS, row)
+        self._append(self.train_csv, self.train_fields, row)
         if self.tensorboard:
-            for key in ("lr", "loss", *LOSS_TERMS, "images_per_s"):
+            for key in ("lr", "loss", *self.loss_terms, "images_per_s"):
                 self.tensorboard.add_scalar(f"train/{key}", row[key], row["iteration"])
 
     def val_row(self, iteration: int, miou: float, per_class: Sequence[float]) -> None:

@@ -1,4 +1,4 @@
-"""SGHRQ training: the paper's recipe, resumable, single process or DDP under ``torchrun``.
+"""Training of every model family: resumable, single process or DDP under ``torchrun``.
 
 Recipe (reference facts): SGD lr 0.01, momentum 0.9, weight decay 5e-4; poly decay (power 0.9)
 to a floor of 1e-4; random crops; every loss of :mod:`uhr_seg_ros.training.losses`; a memory-bank
@@ -31,9 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 
-from uhr_seg_ros.data.transforms import TrainingCrops
 from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
-from uhr_seg_ros.model import SGHRQ, save_checkpoint
+from uhr_seg_ros.model import SegmentationModel, save_checkpoint
 from uhr_seg_ros.training import TrainingError
 from uhr_seg_ros.training.checkpoints import (
     initial_model,
@@ -46,6 +45,7 @@ from uhr_seg_ros.training.config import ScheduleSection, TrainConfig
 from uhr_seg_ros.training.crops import (
     EpochCrops,
     ResumableSampler,
+    TrainingCrops,
     pad_to_divisor,
     training_crops,
     training_tile_ids,
@@ -53,7 +53,7 @@ from uhr_seg_ros.training.crops import (
 )
 from uhr_seg_ros.training.distributed import init_distributed, pick_device
 from uhr_seg_ros.training.logs import TrainingLogs
-from uhr_seg_ros.training.losses import LOSS_TERMS, SGHRQLoss
+from uhr_seg_ros.training.losses import build_loss
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 class TrainStep(nn.Module):
     """``forward_train`` + loss behind one ``forward`` so that DDP can wrap the pair."""
 
-    def __init__(self, model: SGHRQ, loss: SGHRQLoss) -> None:
+    def __init__(self, model: SegmentationModel, loss: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
@@ -74,7 +74,7 @@ class TrainStep(nn.Module):
 
 @torch.no_grad()
 def validate(
-    model: SGHRQ, crops: ConcatDataset, device: torch.device, batch_size: int = 2
+    model: SegmentationModel, crops: ConcatDataset, device: torch.device, batch_size: int = 2
 ) -> tuple[float, list[float]]:
     """mIoU (fraction) and per-class IoU (NaN for classes absent from truth and prediction) of
     ``model`` on fixed validation crops."""
@@ -84,7 +84,8 @@ def validate(
     loader = DataLoader(crops, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, labels in loader:
         images, labels = pad_to_divisor(images.to(device), labels.to(device))
-        prediction = model(images).argmax(dim=1)
+        logits, labels = model.segment_crop(images, labels)
+        prediction = logits.argmax(dim=1)
         confusion.update(prediction.cpu().numpy(), labels.cpu().numpy())
     model.train(was_training)
     return confusion.miou(), list(confusion.iou())
@@ -106,7 +107,7 @@ def train(
     out_dir: str | os.PathLike,
     resume: str | os.PathLike | None = None,
     progress: bool = True,
-    validate_fn: Callable[[SGHRQ, int], tuple[float, list[float]] | None] | None = None,
+    validate_fn: Callable[[SegmentationModel, int], tuple[float, list[float]] | None] | None = None,
 ) -> TrainResult:
     """Run (or resume) training; returns where the final weights are.
 
@@ -143,7 +144,9 @@ def train(
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device).train()
 
-    step_module: nn.Module = TrainStep(model, SGHRQLoss(cfg.loss))
+    loss_module = build_loss(cfg.model.family, cfg.loss)
+    loss_terms: tuple[str, ...] = tuple(getattr(loss_module, "terms"))  # noqa: B009
+    step_module: nn.Module = TrainStep(model, loss_module)
     if ctx.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None
@@ -180,10 +183,10 @@ def train(
     val_crops = validation_crops(cfg, class_names) if ctx.main and validate_fn is None else None
     if validate_fn is None and val_crops is not None:
 
-        def validate_fn(m: SGHRQ, it: int) -> tuple[float, list[float]]:
+        def validate_fn(m: SegmentationModel, it: int) -> tuple[float, list[float]]:
             return validate(m, val_crops, device)
 
-    logs = TrainingLogs(out_dir, class_names, start) if ctx.main else None
+    logs = TrainingLogs(out_dir, class_names, start, loss_terms) if ctx.main else None
     bar = None
     if ctx.main and progress:
         from tqdm import tqdm
@@ -192,12 +195,14 @@ def train(
 
     state_path = out_dir / "last.pt"
     batches: Iterator | None = None
-    window_loss = torch.zeros(len(LOSS_TERMS) + 1, device=device)
+    window_loss = torch.zeros(len(loss_terms) + 1, device=device)
     window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
     last_loss, val_miou = float("nan"), None
     if ctx.main:
         log.info(
-            "training %s (%d classes) on %s, %d process(es), iterations %d..%d, batch %d, crop %d",
+            "training %s %s (%d classes) on %s, %d process(es), iterations %d..%d, "
+            "batch %d, crop %d",
+            cfg.model.family,
             cfg.model.preset,
             len(class_names),
             device,
@@ -232,7 +237,7 @@ def train(
         scaler.update()
         scheduler.step()
 
-        window_loss += torch.stack([loss.detach().float(), *(terms[t].float() for t in LOSS_TERMS)])
+        window_loss += torch.stack([loss.detach().float(), *(terms[t].float() for t in loss_terms)])
         window_steps += 1
         done = iteration + 1
         if done % cfg.run.log_every == 0 or done == sched_cfg.iterations:
@@ -249,7 +254,7 @@ def train(
                     "epoch": epoch,
                     "lr": optimizer.param_groups[0]["lr"],
                     "loss": means[0],
-                    **dict(zip(LOSS_TERMS, means[1:], strict=True)),
+                    **dict(zip(loss_terms, means[1:], strict=True)),
                     "images_per_s": speed,
                     "elapsed_s": now - run_start,
                 }
@@ -291,7 +296,7 @@ def train(
             log.info(
                 "%s already reached %d iterations; nothing to train", resume, sched_cfg.iterations
             )
-        # SyncBatchNorm keeps BatchNorm's state-dict keys: the file loads into plain SGHRQ.
+        # SyncBatchNorm keeps BatchNorm's state-dict keys: the file loads into the plain model.
         first = crops.datasets[0]
         assert isinstance(first, TrainingCrops)
         palette = [list(colour) for colour in first.dataset.palette]

@@ -1,13 +1,17 @@
-"""SGHRQ training losses: cross-entropy on every logits head plus the training-only heads.
+"""Training losses of each model family (:func:`build_loss`).
 
-Weights default to the reference implementation: CE 1.0 on the final, ASPP, aux8, aux16 and
-aux16_m logits; super-resolution MSE 0.1; feature-affinity L1 1.0; FCN auxiliary CE 0.4.
+SGHRQ: cross-entropy on every logits head plus the training-only heads; weights default to the
+reference implementation: CE 1.0 on the final, ASPP, aux8, aux16 and aux16_m logits;
+super-resolution MSE 0.1; feature-affinity L1 1.0; FCN auxiliary CE 0.4.
+SCPSeg: CE + 0.5 super-resolution L1 + 0.5 local feature alignment, as reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -109,3 +113,98 @@ class SGHRQLoss(nn.Module):
         terms["affinity"] = affinity_l1(outputs["affinity_shallow"], outputs["affinity_semantic"])
         total = sum(getattr(self.weights, name) * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}
+
+    #: Names of the terms in ``parts`` (the training log's columns), in order.
+    terms = (*CE_HEADS, "sr", "affinity")
+
+
+# ---------------------------------------------------------------------------------- SCPSeg
+@dataclass(frozen=True)
+class SCPSegLossWeights:
+    """SCPSeg's loss as reported: CE + 0.5 · L_SR + 0.5 · L_LFA."""
+
+    # Cross-entropy of the window logits (the centre read-out) against the window labels.
+    ce: float = 1.0
+    # L1 between the SR decoder's full-resolution window and the normalised window.
+    sr: float = 0.5
+    # L1 between the segmentation and the (detached) SR features' local self-similarities.
+    lfa: float = 0.5
+    # Per-class weights of the cross-entropy, in label order; empty = all 1 (as LossWeights).
+    class_weights: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+        if any(w <= 0 for w in self.class_weights):
+            raise ValueError("every loss.class_weights entry must be > 0")
+        for f in dataclasses.fields(self):
+            if f.name != "class_weights" and getattr(self, f.name) < 0:
+                raise ValueError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+
+
+class SCPSegLoss(nn.Module):
+    """``forward(outputs, labels)`` on ``SCPSeg.forward_train``'s dict -> ``(total, parts)``.
+
+    The logits cover the window at the centre of the neighbourhood crop, so they are scored
+    against ``outputs["labels"]`` (that window's labels), not the crop's ``labels``. The SR
+    features' self-similarity is the target of the alignment (detached): the segmentation
+    features learn the SR branch's notion of which neighbours belong together, not vice versa.
+    """
+
+    terms = ("ce", "sr", "lfa")
+
+    def __init__(self, weights: SCPSegLossWeights | None = None) -> None:
+        super().__init__()
+        self.weights = weights or SCPSegLossWeights()
+        self.class_weights = (
+            torch.tensor(self.weights.class_weights, dtype=torch.float32)
+            if self.weights.class_weights
+            else None
+        )
+
+    def forward(
+        self, outputs: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = {
+            "ce": segmentation_ce(
+                outputs["logits"], outputs.get("labels", labels), self.class_weights
+            ),
+            "sr": F.l1_loss(outputs["sr"].float(), outputs["sr_target"].float()),
+            "lfa": F.l1_loss(
+                outputs["seg_similarity"].float(), outputs["sr_similarity"].float().detach()
+            ),
+        }
+        total = sum(getattr(self.weights, name) * value for name, value in terms.items())
+        return total, {name: value.detach() for name, value in terms.items()}
+
+
+#: Loss (and its weights dataclass) of each model family, by family name.
+FAMILY_LOSSES: dict[str, tuple[type, type[nn.Module]]] = {
+    "sghrq": (LossWeights, SGHRQLoss),
+    "scpseg": (SCPSegLossWeights, SCPSegLoss),
+}
+
+
+def loss_weights_for(family: str, weights: Any) -> Any:
+    """The weights dataclass of ``family`` from a mapping (unknown keys refused) or itself."""
+    if family not in FAMILY_LOSSES:
+        raise ValueError(
+            f"no training loss for model family {family!r}; known: {sorted(FAMILY_LOSSES)}"
+        )
+    weights_type = FAMILY_LOSSES[family][0]
+    if isinstance(weights, weights_type):
+        return weights
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"loss must be a mapping of weights, got {type(weights).__name__}")
+    known = {f.name for f in dataclasses.fields(weights_type)}
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown loss weight(s) {unknown} for a {family} model; valid: {sorted(known)}"
+        )
+    return weights_type(**weights)
+
+
+def build_loss(family: str, weights: Any = None) -> nn.Module:
+    """The training loss of ``family`` with ``weights`` (mapping, dataclass or None: defaults)."""
+    weights = loss_weights_for(family, {} if weights is None else weights)
+    return FAMILY_LOSSES[family][1](weights)
