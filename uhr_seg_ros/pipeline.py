@@ -18,6 +18,12 @@ import numpy as np
 import torch
 
 from uhr_seg_ros.backends import Backend, create_backend
+from uhr_seg_ros.backends.device_memory import (
+    DeviceMemory,
+    device_memory,
+    enforce_cap,
+    held_device_bytes,
+)
 from uhr_seg_ros.data.palettes import default_palette
 from uhr_seg_ros.model.contract import SegmentationModel
 from uhr_seg_ros.settings import TENSORRT_PATCH_SIZES, SegmenterSettings
@@ -63,7 +69,8 @@ class SegmentationResult:
     timings_ms: dict[str, float]
     #: the tile plan this frame ran with
     plan: TilePlan
-    #: CUDA: measured peak (``max_memory_allocated`` + backend external bytes) during the call;
+    #: CUDA: measured peak (``max_memory_reserved``, what the allocator cap holds, + backend
+    #: external bytes) during the call;
     #: CPU (nothing to measure per frame): the plan's predicted peak, i.e. held weights + the
     #: memory model's bound for its (batch, patch) + the executor's buffers
     peak_memory_mb: float
@@ -160,9 +167,13 @@ class Segmenter:
             else default_palette(num_classes)
         )
         self.executor = TiledExecutor(backend)
+        #: the device's allocator view (None on the CPU): enforcement and accounting
+        self.device_memory: DeviceMemory | None = device_memory(backend.device)
         self._plans: dict[tuple[int, int], TilePlan] = {}
         self._warmed: set[tuple[int, int]] = set()
         self._active_size: tuple[int, int] | None = None  # frame size the executor holds
+        # (batch, patch) shapes the backend was last told to keep resident (None: unknown)
+        self._resident_shapes: tuple[tuple[int, int], ...] | None = None
         # Engines exist only for the patch sizes they were built for; None = any size.
         self._allowed_patches = tuple(backend.patch_sizes) if backend.patch_sizes else None
 
@@ -170,21 +181,52 @@ class Segmenter:
     def from_settings(
         cls, settings: SegmenterSettings, model: SegmentationModel | None = None
     ) -> Segmenter:
-        """Load the model (or use the in-memory ``model``), bring up the first backend of
-        ``settings.backend_order`` that works here and get a measured memory model."""
+        """Load the model (or use the in-memory ``model``), hold the GPU allocator to the cap,
+        bring up the first backend of ``settings.backend_order`` that works here and get a
+        measured memory model.
+
+        The allocator cap is set before the backend allocates anything. A backend that comes
+        up but cannot meet the cap with even its smallest plan (e.g. TensorRT engines larger
+        than the cap) is closed and the next one in the order is tried, with one log line
+        saying why; the last one is kept (its frames then fail with the PlanError's fix).
+        """
         if model is None:
             model = resolve_model(settings)
         patch_sizes = settings.engine_patch_sizes
-        backend = create_backend(
-            model,
-            settings.backend_order,
-            precision=settings.precision,
-            max_batch=settings.max_batch,
-            patch_sizes=patch_sizes,
-            engine_cache_dir=settings.engine_cache_dir,
-        )
-        memory_model = cls._memory_model_for(model, backend, settings)
-        return cls(model, backend, memory_model, settings)
+        if any(name != "cpu" for name in settings.backend_order) and torch.cuda.is_available():
+            memory = device_memory(torch.device("cuda", torch.cuda.current_device()))
+            assert memory is not None
+            enforce_cap(memory, settings.cap_bytes)
+        order = tuple(settings.backend_order)
+        while True:
+            backend = create_backend(
+                model,
+                order,
+                precision=settings.precision,
+                max_batch=settings.max_batch,
+                patch_sizes=patch_sizes,
+                engine_cache_dir=settings.engine_cache_dir,
+                memory_cap_mb=settings.memory_cap_mb,
+            )
+            memory_model = cls._memory_model_for(model, backend, settings)
+            segmenter = cls(model, backend, memory_model, settings)
+            remaining = order[order.index(backend.name) + 1 :] if backend.name in order else ()
+            try:
+                segmenter.check_memory_cap(settings.memory_cap_mb)
+            except PlanError as exc:
+                if not remaining:
+                    return segmenter
+                log.warning(
+                    "backend %r cannot meet the %.0f MB cap, trying %s: %s",
+                    backend.name,
+                    settings.memory_cap_mb,
+                    ",".join(remaining),
+                    str(exc).splitlines()[0],
+                )
+                segmenter.close()
+                order = remaining
+                continue
+            return segmenter
 
     @staticmethod
     def _memory_model_for(
@@ -230,15 +272,38 @@ class Segmenter:
     # -- planning -----------------------------------------------------------------------------
 
     def held_bytes(self) -> int:
-        """Device bytes held before a frame: everything torch has allocated (weights, graphs)
-        plus what the backend holds outside torch (TensorRT engines). On CPU: the weights."""
+        """Device bytes held before a frame. CUDA: the allocator's *reserved* bytes once cached
+        free blocks are returned (weights, CUDA-graph pools, fragmentation; not just
+        ``memory_allocated``) plus what the backend holds outside torch (TensorRT engines).
+        On CPU: the weights."""
         external = self.backend.external_bytes()
-        if self.backend.device.type == "cuda":
-            return torch.cuda.memory_allocated(self.backend.device) + external
+        if self.device_memory is not None:
+            return held_device_bytes(self.device_memory, external)
         # The eager backend runs its own (BN-folded) copy of the network beside self.model.
         models = {id(m): m for m in (self.model, getattr(self.backend, "model", self.model))}
         tensors = [t for m in models.values() for t in (*m.parameters(), *m.buffers())]
         return sum(t.numel() * t.element_size() for t in tensors) + external
+
+    def _release_backend(self, keep: tuple[tuple[int, int], ...] = ()) -> None:
+        """Free the backend's graphs/engines of shapes not in ``keep`` (and forget that they
+        were warmed up), then return cached blocks to the driver."""
+        self.backend.release(keep)
+        self._warmed &= set(keep)
+        self._resident_shapes = tuple(keep)
+        if self.device_memory is not None:
+            self.device_memory.empty_cache()
+
+    def _baseline_held_bytes(self) -> int:
+        """:meth:`held_bytes` with nothing but weights resident: what a new plan starts from
+        (the memory model was measured that way: graphs, engines and context memory of the
+        measured shape are part of each point). On CUDA this releases the active plan; the
+        next :meth:`prepare` rebuilds it."""
+        if self.device_memory is None:
+            return self.held_bytes()
+        if self.executor.plan is not None:
+            self.executor.release()
+        self._release_backend()
+        return self.held_bytes()
 
     def plan_for(self, height: int, width: int) -> TilePlan:
         """The tile plan for a ``height × width`` frame (cached); :class:`PlanError` if none
@@ -250,6 +315,8 @@ class Segmenter:
                 and (self.executor.plan.height, self.executor.plan.width) != key
             ):
                 self.executor.release()  # the planner must see the memory those buffers held
+            # ... and what graphs and engines held (CUDA)
+            held = self._baseline_held_bytes()
             s = self.settings
             self._plans[key] = plan_tiles(
                 *key,
@@ -258,7 +325,7 @@ class Segmenter:
                 num_classes=self.backend.num_classes,
                 device=self.backend.device,
                 input_dtype=self.backend.input_dtype,
-                held_bytes=self.held_bytes(),
+                held_bytes=held,
                 max_batch=self.backend.max_batch,
                 size_divisor=self.backend.size_divisor,
                 with_confidence=s.return_confidence,
@@ -276,6 +343,16 @@ class Segmenter:
     def prepare(self, height: int, width: int) -> TilePlan:
         """Plan, allocate and warm up for frames of this size now instead of on the first one."""
         plan = self.plan_for(height, width)
+        if self.executor.plan is not None and (
+            self.executor.plan.height,
+            self.executor.plan.width,
+        ) != (plan.height, plan.width):
+            self.executor.release()
+        # Only what this plan runs stays resident (one CUDA graph, one engine); checked per
+        # frame, released only when the plan changed.
+        shape = ((plan.batch, plan.patch),)
+        if self._resident_shapes != shape:
+            self._release_backend(keep=shape)
         self.executor.prepare(plan, self.settings.return_confidence)
         self._active_size = (plan.height, plan.width)
         if (plan.batch, plan.patch) not in self._warmed:
@@ -305,7 +382,7 @@ class Segmenter:
             num_classes=self.backend.num_classes,
             device=self.backend.device,
             input_dtype=self.backend.input_dtype,
-            held_bytes=self.held_bytes(),
+            held_bytes=self._baseline_held_bytes(),
             max_batch=self.backend.max_batch,
             size_divisor=self.backend.size_divisor,
             with_confidence=s.return_confidence,
@@ -330,19 +407,27 @@ class Segmenter:
             )
 
     def set_memory_cap(self, mb: float) -> TilePlan | None:
-        """Change the cap and re-plan the frame size in use (returned; None before any frame).
-        Raises :class:`PlanError` (and keeps the old cap) when nothing fits the new one, also
-        before the first frame when no frame could fit (:meth:`check_memory_cap`)."""
+        """Change the cap, hold the allocator to it and re-plan the frame size in use (returned;
+        None before any frame). What the old plan held (executor buffers, CUDA graphs, TensorRT
+        engines and context memory, cached blocks) is released first, so a lower cap really
+        lowers what the process holds. Raises :class:`PlanError` (and keeps the old cap and
+        allocator limit) when nothing fits the new one, also before the first frame when no
+        frame could fit (:meth:`check_memory_cap`)."""
         self.check_memory_cap(mb)
         old_settings, old_plans = self.settings, self._plans
         self.settings, self._plans = self.settings.replace(memory_cap_mb=mb), {}
+        self.executor.release()
+        self._release_backend()
+        if self.device_memory is not None:
+            enforce_cap(self.device_memory, self.settings.cap_bytes)
         if self._active_size is None:
             return None
-        self.executor.release()
         try:
             return self.prepare(*self._active_size)
         except PlanError:
             self.settings, self._plans = old_settings, old_plans
+            if self.device_memory is not None:
+                enforce_cap(self.device_memory, old_settings.cap_bytes)
             raise
 
     def pin_tiling(self, patch: int | None, overlap: int | None, batch: int | None) -> None:
@@ -359,14 +444,11 @@ class Segmenter:
         start = time.perf_counter()
         frame = _as_hwc(image)
         plan = self.prepare(frame.shape[0], frame.shape[1])
-        on_cuda = self.backend.device.type == "cuda"
-        if on_cuda:
-            torch.cuda.reset_peak_memory_stats(self.backend.device)
+        if self.device_memory is not None:
+            self.device_memory.reset_peak()
         mask, confidence, timings = self.executor.run(frame)
-        if on_cuda:
-            peak = (
-                torch.cuda.max_memory_allocated(self.backend.device) + self.backend.external_bytes()
-            )
+        if self.device_memory is not None:
+            peak = self.device_memory.peak_reserved_bytes() + self.backend.external_bytes()
         else:  # nothing to measure per frame: the plan's accounting (weights do not change)
             peak = plan.predicted_peak_bytes
         timings["total"] = (time.perf_counter() - start) * 1e3
@@ -381,6 +463,16 @@ class Segmenter:
         )
 
     def close(self) -> None:
-        """Free the executor's buffers and the backend's device resources."""
+        """Release everything this segmenter holds on the device: the executor's buffers, the
+        backend's CUDA graphs, TensorRT engines and context memory, and (CUDA) the allocator's
+        cached blocks, so that ``nvidia-smi`` shows the process back at its CUDA context.
+
+        This is what a lifecycle node's ``on_cleanup`` calls. Idempotent; the segmenter must not
+        be used afterwards (build a new one with :meth:`from_settings`)."""
         self.executor.release()
         self.backend.close()
+        self._warmed.clear()
+        self._resident_shapes = None
+        self._active_size = None
+        if self.device_memory is not None:
+            self.device_memory.empty_cache()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from uhr_seg_ros.defaults import BACKEND_ORDER
+from uhr_seg_ros.defaults import BACKEND_ORDER, MEMORY_CAP_MB
 from uhr_seg_ros.model.contract import SegmentationModel
 
 from .base import Backend, BackendError, BackendUnavailable, error_summary
@@ -62,6 +62,8 @@ class BackendOptions:
     cuda_graphs: bool = True
     #: eager CUDA: wrap the network in ``torch.compile`` (slow start-up)
     torch_compile: bool = False
+    #: the memory cap, in MB: bounds the TensorRT builder's tactic workspace
+    memory_cap_mb: float = MEMORY_CAP_MB
 
 
 BackendFactory = Callable[[SegmentationModel, BackendOptions], Backend]
@@ -140,6 +142,7 @@ def _tensorrt_backend(model: SegmentationModel, options: BackendOptions) -> Back
         options.patch_sizes,
         options.engine_cache_dir,
         options.checkpoint_hash,
+        memory_cap_mb=options.memory_cap_mb,
     )
 
 
@@ -159,6 +162,7 @@ def create_backend(
     checkpoint_hash: str | None = None,
     cuda_graphs: bool = True,
     torch_compile: bool = False,
+    memory_cap_mb: float = MEMORY_CAP_MB,
 ) -> Backend:
     """The first backend in ``order`` that comes up on this machine.
 
@@ -182,6 +186,7 @@ def create_backend(
         checkpoint_hash=checkpoint_hash,
         cuda_graphs=cuda_graphs,
         torch_compile=torch_compile,
+        memory_cap_mb=memory_cap_mb,
     )
     reasons: list[str] = []
     for name in order:

@@ -7,6 +7,7 @@ the network runs as TensorRT engine, eager CUDA or eager CPU.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 
 import torch
 
@@ -133,5 +134,12 @@ class Backend(ABC):
         """One line for logs and the stats topic."""
         return f"{self.name} on {self.device} ({str(self.input_dtype).replace('torch.', '')})"
 
-    def close(self) -> None:  # noqa: B027 - an optional hook: eager backends hold nothing
+    def release(self, keep: Collection[tuple[int, int]] = ()) -> None:  # noqa: B027
+        """Free what this backend holds on the device for ``(batch, patch)`` shapes not in
+        ``keep`` (CUDA graphs, TensorRT engines and their context memory); a later
+        :meth:`warmup` or ``infer`` of such a shape brings it back. Weights stay. Called when
+        the tile plan changes so that only what the plan runs stays resident."""
+
+    def close(self) -> None:
         """Release device resources (engines, graphs). Idempotent."""
+        self.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -72,8 +73,10 @@ class EagerBackend(Backend):
       * ``cuda_graphs=True`` captures one graph per ``(batch, patch)`` passed to :meth:`warmup`
         and replays it for every batch of that patch size up to that batch: launch overhead
         vanishes (it dominates small patches and Jetson's slower CPU). Batches with no captured
-        graph run eagerly. If capture fails (an op that synchronises), one line is logged and the
-        backend stays eager;
+        graph run eagerly. Each graph has its own private memory pool, so that :meth:`release`
+        of one shape really frees its activations (a pool shared by several graphs is freed
+        only with the last of them). If capture fails (an op that synchronises), one line is
+        logged and the backend stays eager;
       * ``torch_compile=True`` wraps the network in ``torch.compile`` (fused kernels; costs
         minutes of start-up, so off by default).
     On CPU everything runs fp32 eagerly (fp16 convolutions are slow there), weights also
@@ -115,7 +118,6 @@ class EagerBackend(Backend):
         self.model = network.eval().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._forward = torch.compile(self.model, dynamic=False) if torch_compile else self.model
         self._graphs: dict[tuple[int, int], _CapturedGraph] = {}
-        self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         # No autocast weight cache: inference uses each weight once per forward, and cached
@@ -160,7 +162,7 @@ class EagerBackend(Backend):
                     self._run(static_input)
             torch.cuda.current_stream(self.device).wait_stream(side_stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.inference_mode(), torch.cuda.graph(graph, pool=self._graph_pool):
+            with torch.inference_mode(), torch.cuda.graph(graph):
                 static_output = self._run(static_input)
         except RuntimeError as exc:
             LOGGER.warning(
@@ -175,5 +177,16 @@ class EagerBackend(Backend):
         extras = " + CUDA graphs" if self._graphs else ""
         return f"{self.name} eager on {self.device} ({self.precision}{extras})"
 
+    def graph_shapes(self) -> tuple[tuple[int, int], ...]:
+        """``(batch, patch)`` of the CUDA graphs captured and held now."""
+        return tuple(sorted(self._graphs))
+
+    def release(self, keep: Collection[tuple[int, int]] = ()) -> None:
+        """Drop the CUDA graphs of shapes not in ``keep``: their private-pool blocks go back to
+        the caching allocator (and to the driver at the caller's ``empty_cache``)."""
+        kept = set(keep)
+        for shape in [s for s in self._graphs if s not in kept]:
+            self._graphs.pop(shape).graph.reset()
+
     def close(self) -> None:
-        self._graphs.clear()
+        self.release()

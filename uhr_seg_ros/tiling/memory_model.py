@@ -7,9 +7,14 @@ shapes and records the peak, and :class:`MemoryModel` turns those points into an
 ``fixed + per_pixel · batch · patch²`` that no measured point exceeds.
 
 What one measurement counts (the input batch itself is excluded: the executor owns it):
-  * CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call, plus the drop of
-    free device memory (``torch.cuda.mem_get_info``) that torch's own reserve growth does not
-    explain, i.e. memory taken by engines torch cannot see (TensorRT);
+  * CUDA, measured the way inference runs: starting from nothing resident but the weights
+    (``backend.release()``, cached blocks returned), the shape is warmed up (CUDA graph captured,
+    TensorRT engine deserialised and its context memory allocated) and run; the point is the
+    growth of the allocator's *peak reserved* bytes (what the allocator cap holds: graph pools
+    and cached blocks included) plus the growth of the backend's external bytes (engine
+    weights), and on a discrete GPU any further drop of free memory (``mem_get_info``) that
+    neither explains. On Jetson (memory shared with the CPU) free-memory deltas also move with
+    host allocations, so they are not used there. Afterwards the shape is released again;
   * CPU: the peak of live torch CPU allocations during the call, from the profiler's memory
     events (the closest CPU equivalent of ``max_memory_allocated``).
 
@@ -35,6 +40,7 @@ from typing import Any
 import torch
 
 from uhr_seg_ros.backends.base import Backend
+from uhr_seg_ros.backends.device_memory import DeviceMemory, device_memory
 
 log = logging.getLogger(__name__)
 
@@ -236,24 +242,43 @@ def cpu_peak_bytes(run: Callable[[], object]) -> int:
     return peak
 
 
-def cuda_peak_bytes(run: Callable[[], object], device: torch.device) -> int:
-    """Peak extra device bytes while ``run()`` executes: torch's allocations plus free-memory
-    drops torch's reserve does not explain."""
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    allocated0 = torch.cuda.memory_allocated(device)
-    reserved0 = torch.cuda.memory_reserved(device)
-    free0, _ = torch.cuda.mem_get_info(device)
-    run()
-    torch.cuda.synchronize(device)
-    torch_peak = torch.cuda.max_memory_allocated(device) - allocated0
-    free1, _ = torch.cuda.mem_get_info(device)
-    unseen = (free0 - free1) - (torch.cuda.memory_reserved(device) - reserved0)
-    return torch_peak + max(0, unseen)
+def cuda_point_bytes(backend: Backend, memory: DeviceMemory, batch: int, patch: int) -> int:
+    """Device bytes one ``(batch, patch)`` shape costs on ``backend`` as inference runs it:
+    warm-up (graph capture, engine load, context memory) plus one forward, from a state with
+    only the weights resident (see the module docstring). The shape is released afterwards."""
+    x = torch.zeros(batch, 3, patch, patch, device=backend.device, dtype=backend.input_dtype)
+    backend.release()
+    memory.synchronize()
+    memory.empty_cache()
+    memory.reset_peak()
+    reserved0 = memory.reserved_bytes()
+    external0 = backend.external_bytes()
+    free0 = memory.free_bytes()
+    with torch.inference_mode():
+        backend.warmup(batch, patch, iterations=1)
+        backend.infer(x)  # first-enqueue and lazily loaded kernels are part of the point
+    memory.synchronize()
+    reserved_growth = memory.peak_reserved_bytes() - reserved0
+    external_growth = backend.external_bytes() - external0
+    outside = max(0, external_growth)
+    if not memory.unified:
+        free_drop = free0 - memory.free_bytes()
+        unexplained = free_drop - (memory.reserved_bytes() - reserved0)
+        outside = max(outside, unexplained)
+    backend.release()
+    memory.empty_cache()
+    return max(0, reserved_growth) + outside
 
 
-def measure_infer_peak(backend: Backend, batch: int, patch: int) -> int:
-    """Peak extra bytes of ``backend.infer`` on one ``(batch, 3, patch, patch)`` input."""
+def measure_infer_peak(
+    backend: Backend, batch: int, patch: int, memory: DeviceMemory | None = None
+) -> int:
+    """Peak extra bytes of ``backend.infer`` on one ``(batch, 3, patch, patch)`` input (CUDA:
+    :func:`cuda_point_bytes`, through ``memory`` or the device's real allocator view)."""
+    if backend.device.type == "cuda" or memory is not None:
+        view = memory if memory is not None else device_memory(backend.device)
+        assert view is not None
+        return cuda_point_bytes(backend, view, batch, patch)
     x = torch.zeros(batch, 3, patch, patch, device=backend.device, dtype=backend.input_dtype)
     with torch.inference_mode():
         backend.infer(x)  # lazy initialisation (autotuning, engine load) is not per-frame cost
@@ -261,8 +286,6 @@ def measure_infer_peak(backend: Backend, batch: int, patch: int) -> int:
         def run() -> None:
             backend.infer(x)
 
-        if backend.device.type == "cuda":
-            return cuda_peak_bytes(run, backend.device)
         return cpu_peak_bytes(run)
 
 
@@ -308,13 +331,14 @@ def calibrate(
     points: tuple[tuple[int, int], ...] = QUICK_POINTS,
     time_points: tuple[tuple[int, int], ...] = (),
     repeats: int = 3,
+    memory: DeviceMemory | None = None,
 ) -> MemoryModel:
     """Measure peak memory at ``points`` and seconds per forward at ``time_points`` on
     ``backend`` and fit a :class:`MemoryModel` that holds both."""
     usable = _usable(backend, points)
     measured = []
     for batch, patch in usable:
-        peak = measure_infer_peak(backend, batch, patch)
+        peak = measure_infer_peak(backend, batch, patch, memory)
         log.debug("memory model point: batch %d, patch %d -> %.1f MB", batch, patch, peak / 2**20)
         measured.append((batch, patch, peak))
     fitted = MemoryModel.fit(
