@@ -299,3 +299,43 @@ def test_build_forwards_torch_tensorrt_log_bounds_workspace_and_names_real_cause
     assert calls["workspace_size"] == 128 * MB
     assert [r.getMessage() for r in records] == [
         "torch_tensorrt: While interpreting the module got an error"]
+
+
+# -- the GPU check script -----------------------------------------------------------------------
+
+
+def _gpu_check():
+    import importlib.util
+
+    from uhr_seg_ros.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_check",
+                                                  REPO_ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_exits_cleanly_with_one_line_without_cuda(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _gpu_check().main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("gpu_check: no CUDA device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gpu_check_report_renders_rows_skips_and_cap_changes():
+    report = {"gpu": "H200", "torch": "2.13", "torch_tensorrt": None, "seconds": 12.0,
+              "command": "gpu_check.py", "backends": [{
+                  "backend": "cuda", "describe": "cuda eager",
+                  "rows": [{"cap_mb": 1000, "side": 2448, "plan": "p", "allocator_peak_mb": 900.0,
+                            "max_allocated_mb": 800.0, "device_used_peak_mb": 1300.0,
+                            "nvml_process_mb": None, "within_cap": True,
+                            "agreement_with_cpu_fp32": 0.999, "seconds": 1.0},
+                           {"cap_mb": 1000, "side": 10000, "skipped": "time budget"}],
+                  "cap_changes": [{"to_mb": 1000, "reserved_after_mb": 120.0}],
+                  "reserved_after_close_mb": 0.0}]}
+    text = _gpu_check().markdown(report)
+    assert "| 1000 | 2448² | 900.0 | 800.0 | 1300.0 | n/a | True | 0.999 | 1.0 |" in text
+    assert "skipped (time budget)" in text and "reserved 120.0 MB after" in text
+    assert "reserved after close(): 0.0 MB" in text

@@ -202,3 +202,46 @@ def test_compose_validates_with_docker_compose(profile: str) -> None:
     result = subprocess.run([*cli, "-f", str(COMPOSE), "--profile", profile, "config", "-q"],
                             check=False, capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_image_imports_and_smoke_tests_itself_at_build_time(dockerfile) -> None:
+    """A broken torch / torch-tensorrt / package install fails `docker build`, not the drone."""
+    instructions = parse_dockerfile(dockerfile)
+    runs = [(i, index) for index, i in enumerate(instructions) if i.keyword == "RUN"]
+    build = next(index for i, index in runs if "colcon build" in i.arguments)
+    checks = [(i, index) for i, index in runs
+              if 'import torch, torch_tensorrt, uhr_seg_ros' in i.arguments]
+    assert checks, "no RUN step imports torch, torch_tensorrt and uhr_seg_ros"
+    check, where = checks[0]
+    assert where > build, "the import check must run on the built package"
+    assert "install/setup.bash" in check.arguments and "smoke_test.py" in check.arguments
+    copied = [sources for _, sources, _ in copy_sources(instructions[:where])]
+    assert ["docker/smoke_test.py"] in copied
+
+
+def test_jetson_image_installs_the_cuda_libraries_the_torch_wheel_links() -> None:
+    dockerfile = DOCKER_DIR / "Dockerfile.jetson"
+    defaults = arg_defaults(parse_dockerfile(dockerfile))
+    assert "libcudss" in defaults["CUDSS_URL"] and "aarch64" in defaults["CUDSS_URL"]
+    assert "libcusparse_lt" in defaults["CUSPARSELT_URL"]
+    text = dockerfile.read_text()
+    assert "libcudss*.so*" in text and "libcusparseLt.so*" in text
+
+
+def test_smoke_test_segments_on_the_cpu(monkeypatch, capsys) -> None:
+    """The build-time smoke script itself works (torch_tensorrt faked: CI has none)."""
+    import importlib.util
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", types.ModuleType("torch_tensorrt"))
+    spec = importlib.util.spec_from_file_location("smoke_test", DOCKER_DIR / "smoke_test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from uhr_seg_ros.paths import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the bundled model is absent")
+    assert module.main() == 0
+    assert capsys.readouterr().out.startswith("smoke test passed")
