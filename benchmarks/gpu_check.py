@@ -71,7 +71,7 @@ class DeviceUsedSampler:
             self.peak = max(self.peak, self._used())
             time.sleep(self.period_s)
 
-    def __enter__(self) -> DeviceUsedSampler:
+    def __enter__(self) -> DeviceUsedSampler:  # noqa: PYI034 (a final class)
         self.peak = self._used()
         self._thread.start()
         return self
@@ -158,13 +158,15 @@ def check_backend(name: str, model, baseline_used: int, deadline: float,
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# GPU check: {report['gpu']}", "",
-             f"torch {report['torch']}, torch-tensorrt {report.get('torch_tensorrt') or 'absent'}, "
-             f"{report['seconds']:.0f} s, command `{report['command']}`", ""]
+    summary = (f"torch {report['torch']}, torch-tensorrt "
+               f"{report.get('torch_tensorrt') or 'absent'}, {report['seconds']:.0f} s, "
+               f"command `{report['command']}`")
+    lines = [f"# GPU check: {report['gpu']}", "", summary, ""]
     for entry in report["backends"]:
         lines.append(f"## {entry['backend']}: {entry.get('describe', entry.get('error'))}")
-        lines += ["", "| cap MB | frame | allocator peak MB | max allocated MB | device used MB "
-                  "| NVML MB | within cap | agreement | s |", "|---|---|---|---|---|---|---|---|---|"]
+        header = ("| cap MB | frame | allocator peak MB | max allocated MB | device used MB "
+                  "| NVML MB | within cap | agreement | s |")
+        lines += ["", header, "|---|---|---|---|---|---|---|---|---|"]
         for row in entry["rows"]:
             if "skipped" in row:
                 lines.append(f"| {row['cap_mb']} | {row['side']}² | skipped ({row['skipped']}) "

@@ -281,8 +281,8 @@ def test_build_forwards_torch_tensorrt_log_bounds_workspace_and_names_real_cause
         try:
             raise RuntimeError("Conversion of aten.grid_sampler_2d not supported")
         except RuntimeError:
-            logging.getLogger("torch_tensorrt").error(
-                "While interpreting the module got an error", exc_info=True)
+            logging.getLogger("torch_tensorrt").exception(
+                "While interpreting the module got an error")
         raise UnboundLocalError("cannot access local variable 'interpreter_result'")
 
     fake = SimpleNamespace(Input=lambda **kw: kw, dynamo=SimpleNamespace(

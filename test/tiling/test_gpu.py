@@ -51,3 +51,22 @@ def test_measured_peak_stays_under_the_cap(cap_mb):
             assert result.peak_memory_mb <= cap_mb, result.plan.describe()
     finally:
         segmenter.close()
+
+
+def test_a_lower_cap_at_run_time_lowers_what_is_reserved_and_close_frees_it():
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.lite(6))
+    segmenter = Segmenter.from_settings(
+        SegmenterSettings(backend_order=("cuda",), memory_cap_mb=3000), model=model)
+    device = segmenter.backend.device
+    image = np.random.default_rng(0).integers(0, 256, (5000, 5000, 3), np.uint8)
+    try:
+        segmenter.segment(image)
+        segmenter.set_memory_cap(1000)
+        assert torch.cuda.memory_reserved(device) <= 1000 * 2**20
+        result = segmenter.segment(image)
+        assert result.peak_memory_mb <= 1000, result.plan.describe()
+    finally:
+        segmenter.close()
+    # only the weights (model + its BN-folded copy) stay
+    assert torch.cuda.memory_reserved(device) < 200 * 2**20
