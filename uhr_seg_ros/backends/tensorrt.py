@@ -261,8 +261,8 @@ def build_engine(model: SegmentationModel, spec: EngineSpec, device: torch.devic
     """
     torch_tensorrt, _ = import_tensorrt()
     settings = precision_settings(spec.torch_tensorrt_version, spec.precision)
-    graph: nn.Module | None = copy.deepcopy(model).eval().to(device)
-    program = None
+    graph: nn.Module = copy.deepcopy(model).eval().to(device)
+    program: torch.export.ExportedProgram | None = None
     try:
         if settings.half_graph:
             graph = _HalfGraph(graph)
@@ -295,7 +295,7 @@ def build_engine(model: SegmentationModel, spec: EngineSpec, device: torch.devic
                 ) from exc
         return bytes(serialized)
     finally:
-        graph = program = None
+        del graph, program  # the GPU copy of the model goes before inference starts
         gc.collect()
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
