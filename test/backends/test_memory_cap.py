@@ -29,6 +29,7 @@ from uhr_seg_ros.backends.tensorrt import (
     engine_device_bytes,
     workspace_bytes,
 )
+from uhr_seg_ros.model.contract import SegmentationModel
 from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 from uhr_seg_ros.tiling import MemoryModel, PlanError
 from uhr_seg_ros.tiling.memory_model import cuda_point_bytes
@@ -132,10 +133,22 @@ def test_engine_bytes_ignore_free_memory_drop_on_shared_memory():
 # -- the Segmenter under a cap ------------------------------------------------------------------
 
 
+class _StubModel(SegmentationModel):
+    """Two classes from a 1x1 convolution: enough for the Segmenter's bookkeeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(num_classes=2, class_names=(), to_dict=lambda: {})
+        self.meta = {}
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
 def _segmenter(memory: FakeDeviceMemory, backend: Backend, cap_mb: float = 1000,
                bytes_per_pixel: float = 10.0) -> Segmenter:
-    model = nn.Identity()
-    model.config = SimpleNamespace(num_classes=2)
+    model = _StubModel()
     memory_model = MemoryModel("stub", backend.name, "cpu", "fp32", fixed_bytes=0,
                                bytes_per_pixel=bytes_per_pixel)
     segmenter = Segmenter(model, backend, memory_model,
@@ -207,8 +220,7 @@ def test_a_backend_that_cannot_meet_the_cap_falls_to_the_next_with_one_line(monk
                         registry._Registration(big_engines, ("fp16", "fp32")))
     monkeypatch.setattr(Segmenter, "_memory_model_for", staticmethod(
         lambda model, backend, settings: MemoryModel("stub", backend.name, "cpu", "fp32", 0, 1.0)))
-    model = nn.Conv2d(3, 2, 1)
-    model.config = SimpleNamespace(num_classes=2)
+    model = _StubModel()
     with captured_log("uhr_seg_ros.pipeline") as records:
         segmenter = Segmenter.from_settings(
             SegmenterSettings(backend_order=("tensorrt", "cpu"), memory_cap_mb=1000,
