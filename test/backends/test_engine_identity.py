@@ -46,6 +46,9 @@ def fake_tensorrt(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 2**31))
     monkeypatch.setattr(torch.cuda, "device", lambda device: nullcontext())
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device=None: SimpleNamespace(is_integrated=True, total_memory=2**31))
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: SimpleNamespace(cuda_stream=1))
     return builds
 
 
@@ -72,7 +75,9 @@ def test_export_writes_what_the_node_looks_up(fake_tensorrt, tmp_path):
         load_checkpoint(checkpoint), "cuda", settings.precision, settings.max_batch,
         settings.engine_patch_sizes, settings.engine_cache_dir)
     assert fake_tensorrt == []  # every engine was a cache hit: nothing rebuilt at start-up
-    assert {runner.source.rsplit("/", 1)[-1] for runner in backend._runners.values()} == exported
+    # engines stay host bytes until the plan uses their patch size (only that one is resident)
+    assert {source.rsplit("/", 1)[-1] for _, source in backend._serialized.values()} == exported
+    assert backend.resident_patches() == ()
     assert backend.patch_sizes == settings.engine_patch_sizes
 
 
