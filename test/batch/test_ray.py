@@ -26,7 +26,7 @@ def cluster():
 
 
 def batch(checkpoint, *args):
-    return main(["batch", *map(str, args), "--model", str(checkpoint), "--device", "cpu",
+    return main(["batch", *map(str, args), "--model", str(checkpoint), "--backend", "cpu",
                  "--memory-cap-mb", "300", "--patch-size", "64", "--workers", "2"])
 
 

@@ -282,14 +282,10 @@ class TiledExecutor:
                         if y != open_y:  # first window of a new row: rows above it are final
                             self._finalize(done, y, sinks)
                             done = open_y = y
-                        for r0, r1, f0, f1 in self._ring_pieces(y, y + tile_h):
-                            ring = buf["logit_rows"][:, r0:r1, x : x + tile_w]
-                            window = logits[k, :, f0 - y : f1 - y, :tile_w]
-                            if weights is None:
-                                ring.add_(window)
-                            else:
-                                ring.addcmul_(window, weights[f0 - y : f1 - y])
-                    del logits  # the plan counts one batch of logits alive, not two
+                        self._accumulate(logits[k], y, x, tile_h, tile_w, weights)
+                    # The plan counts one batch of logits alive, not two: no view of this batch
+                    # may outlive the loop body (``_accumulate`` keeps its views local).
+                    del logits
             with timer("merge"):
                 self._finalize(done, grid.height, sinks)
             with timer("download"):
@@ -363,6 +359,24 @@ class TiledExecutor:
         if confidence is not None:
             conf_sink = buf.get("confidence", torch.from_numpy(confidence))
         return mask_sink, conf_sink
+
+    def _accumulate(
+        self,
+        logits: torch.Tensor,
+        y: int,
+        x: int,
+        tile_h: int,
+        tile_w: int,
+        weights: torch.Tensor | None,
+    ) -> None:
+        """Add one window's ``(C, patch, patch)`` logits (times the blend weights) to the ring."""
+        for r0, r1, f0, f1 in self._ring_pieces(y, y + tile_h):
+            ring = self._buffers["logit_rows"][:, r0:r1, x : x + tile_w]
+            window = logits[:, f0 - y : f1 - y, :tile_w]
+            if weights is None:
+                ring.add_(window)
+            else:
+                ring.addcmul_(window, weights[f0 - y : f1 - y])
 
     def _ring_pieces(self, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:
         """Split frame rows ``[start, stop)`` into contiguous ring slices:
