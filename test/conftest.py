@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -13,7 +14,23 @@ import pytest
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from uhr_seg_ros.paths import shared_data_dir
+# launch's pytest plugin (from ../shared/ros2-tools) makes every logger created after it a
+# LaunchLogger with propagate=False, so pytest's caplog (a root handler) would see none of this
+# package's log lines. Restore the standard class before the package creates its loggers; the
+# autouse fixture below re-enables propagation for loggers made while launch was reset.
+logging.setLoggerClass(logging.Logger)
+
+from uhr_seg_ros.paths import shared_data_dir  # noqa: E402
+
+_OWN_LOGGERS = ("uhr_seg_ros", "uhr-seg")
+
+
+@pytest.fixture(autouse=True)
+def _own_loggers_propagate():
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in _OWN_LOGGERS:
+            logger.propagate = True
+    yield
 
 
 @pytest.fixture(scope="session")
