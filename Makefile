@@ -46,16 +46,16 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-# ruff (lint rules + format check) and mypy over the package, configured in pyproject.toml.
+# ruff (lint rules + format check) over the whole tree and mypy over the package (pyproject.toml).
 lint: setup
-	$(PY) -m ruff check uhr_seg_ros
-	$(PY) -m ruff format --check uhr_seg_ros
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 # Apply ruff's fixes and formatting (then `make lint` shows what is left to fix by hand).
 format: setup
-	$(PY) -m ruff check --fix uhr_seg_ros
-	$(PY) -m ruff format uhr_seg_ros
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # The main job: the node on the bundled sample frame with the bundled model, real DDS.
 demo: setup

@@ -39,8 +39,12 @@ def synthetic_frame(side: int, seed: int = 0) -> np.ndarray:
 
 def bench_backend(name: str, model: torch.nn.Module, args: argparse.Namespace) -> list[str]:
     """Markdown table rows for one backend (one per frame size, or one saying why not)."""
-    settings = SegmenterSettings(backend_order=(name,), precision=args.precision,
-                                 memory_cap_mb=args.cap_mb, max_batch=args.max_batch)
+    settings = SegmenterSettings(
+        backend_order=(name,),
+        precision=args.precision,
+        memory_cap_mb=args.cap_mb,
+        max_batch=args.max_batch,
+    )
     start = time.perf_counter()
     try:
         # A private copy: backends move and re-layout the model (cuda, channels_last).
@@ -61,9 +65,11 @@ def bench_backend(name: str, model: torch.nn.Module, args: argparse.Namespace) -
                 latencies.append(result.timings_ms["total"])
                 peaks.append(result.peak_memory_mb)
             p50, p99 = np.percentile(latencies, [50, 99])
-            rows.append(f"| {segmenter.backend.describe()} | {side}² | {plan.patch} px × "
-                        f"{plan.batch}, {plan.grid.num_tiles} tiles | {1e3 / np.mean(latencies):.2f} "
-                        f"| {p50:.0f} | {p99:.0f} | {max(peaks):.0f} | {startup_s:.1f} |")
+            rows.append(
+                f"| {segmenter.backend.describe()} | {side}² | {plan.patch} px × "
+                f"{plan.batch}, {plan.grid.num_tiles} tiles | {1e3 / np.mean(latencies):.2f} "
+                f"| {p50:.0f} | {p99:.0f} | {max(peaks):.0f} | {startup_s:.1f} |"
+            )
     finally:
         segmenter.close()
     return rows
@@ -71,17 +77,26 @@ def bench_backend(name: str, model: torch.nn.Module, args: argparse.Namespace) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="tensorrt,cuda,cpu",
-                        help="comma-separated, compared side by side (default tensorrt,cuda,cpu)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2448, 5000],
-                        help="square frame sides (default 2448 5000)")
+    parser.add_argument(
+        "--backends",
+        default="tensorrt,cuda,cpu",
+        help="comma-separated, compared side by side (default tensorrt,cuda,cpu)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[2448, 5000],
+        help="square frame sides (default 2448 5000)",
+    )
     parser.add_argument("--cap-mb", type=float, default=1500.0, help="memory cap (default 1500)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per size")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--model", default=None, help="checkpoint (default: random lite weights)")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 timed frame per size (a CPU smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 timed frame per size (a CPU smoke run)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.frames = 1
@@ -93,8 +108,10 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(SGHRQConfig.lite()).eval()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} CPU threads, cap "
-          f"{args.cap_mb:.0f} MB, {args.precision}, {args.frames} timed frames per size")
+    print(
+        f"torch {torch.__version__}, {device}, {torch.get_num_threads()} CPU threads, cap "
+        f"{args.cap_mb:.0f} MB, {args.precision}, {args.frames} timed frames per size"
+    )
     print("| backend | frame | plan | FPS | p50 ms | p99 ms | peak MB | start-up s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.backends.split(","):

@@ -45,17 +45,26 @@ def make_raster(path: Path, height: int, width: int, footprint: int | None = Non
 
     if path.is_file():
         return
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": 3,
-               "dtype": "uint8", "crs": "EPSG:32633", "tiled": True, "blockxsize": 512,
-               "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER",
-               "transform": from_origin(500000.0, 5000000.0, 0.1, 0.1),
-               "nodata": 0 if footprint else None}
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+        "transform": from_origin(500000.0, 5000000.0, 0.1, 0.1),
+        "nodata": 0 if footprint else None,
+    }
     rng = np.random.default_rng(0)
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as ds:
         xx = np.arange(width, dtype=np.float32)
-        top, left = ((height - footprint) // 2, (width - footprint) // 2) if footprint \
-            else (0, 0)
+        top, left = ((height - footprint) // 2, (width - footprint) // 2) if footprint else (0, 0)
         bottom, right = (top + footprint, left + footprint) if footprint else (height, width)
         for y0 in range(0, height, STRIP_ROWS):
             rows = min(STRIP_ROWS, height - y0)
@@ -86,14 +95,29 @@ def child(args: argparse.Namespace) -> None:
 
     pipeline.Segmenter.from_settings = classmethod(from_settings)
     start = time.perf_counter()
-    argv = ["segment", args.input, "--out", args.output, "--device", "cpu",
-            "--memory-cap-mb", str(args.memory_cap_mb)]
+    argv = [
+        "segment",
+        args.input,
+        "--out",
+        args.output,
+        "--device",
+        "cpu",
+        "--memory-cap-mb",
+        str(args.memory_cap_mb),
+    ]
     if args.model:
         argv += ["--model", args.model]
     rc = main(argv)
-    print(json.dumps({"rc": rc, "seconds": time.perf_counter() - start,
-                      "startup_rss_mb": startup.get("rss_mb"),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "rc": rc,
+                "seconds": time.perf_counter() - start,
+                "startup_rss_mb": startup.get("rss_mb"),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def tiny_checkpoint(work: Path) -> str:
@@ -125,24 +149,51 @@ def memory(args: argparse.Namespace) -> dict:
         make_raster(src, height, width, footprint)
         generated = time.perf_counter() - t0
         proc = subprocess.run(
-            [sys.executable, __file__, "child", "--input", str(src), "--output", str(out),
-             "--model", model, "--memory-cap-mb", str(args.memory_cap_mb)],
-            capture_output=True, text=True, check=False)
+            [
+                sys.executable,
+                __file__,
+                "child",
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--model",
+                model,
+                "--memory-cap-mb",
+                str(args.memory_cap_mb),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode:
             raise SystemExit(f"{size}: child failed:\n{proc.stderr[-3000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         with rasterio.open(src) as a, rasterio.open(out) as b:
             same = (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape)
-        plan = next((line.split(" blocks, ", 1)[1].split(")")[0]
-                     for line in proc.stderr.splitlines() if " blocks, " in line), "")
-        row = {"size": size, "pixels": width * height, "plan": plan,
-               "georef_identical": same, "generate_s": round(generated, 1), **result}
+        plan = next(
+            (
+                line.split(" blocks, ", 1)[1].split(")")[0]
+                for line in proc.stderr.splitlines()
+                if " blocks, " in line
+            ),
+            "",
+        )
+        row = {
+            "size": size,
+            "pixels": width * height,
+            "plan": plan,
+            "georef_identical": same,
+            "generate_s": round(generated, 1),
+            **result,
+        }
         if base is None:
             base = row
         else:
             added = row["pixels"] - base["pixels"]
-            row["bytes_per_added_pixel"] = ((row["peak_rss_mb"] - base["peak_rss_mb"])
-                                            * 2**20 / added)
+            row["bytes_per_added_pixel"] = (
+                (row["peak_rss_mb"] - base["peak_rss_mb"]) * 2**20 / added
+            )
         rows.append(row)
         print(json.dumps(row), flush=True)
         if not args.keep:
@@ -161,10 +212,11 @@ def batch(args: argparse.Namespace) -> dict:
     for i in range(args.files):
         path = inputs / f"frame_{i:03d}.png"
         if not path.is_file():
-            yy, xx = np.mgrid[0:args.size, 0:args.size].astype(np.float32)
+            yy, xx = np.mgrid[0 : args.size, 0 : args.size].astype(np.float32)
             img = 128 + 90 * np.sin(xx * 0.01 * (i + 1)) * np.cos(yy * 0.007)
-            img = np.clip(img[..., None] + rng.integers(0, 30, (args.size, args.size, 3)),
-                          0, 255).astype(np.uint8)
+            img = np.clip(
+                img[..., None] + rng.integers(0, 30, (args.size, args.size, 3)), 0, 255
+            ).astype(np.uint8)
             cv2.imwrite(str(path), img)
     model = args.model or tiny_checkpoint(Path(args.work))
     rows = []
@@ -173,35 +225,84 @@ def batch(args: argparse.Namespace) -> dict:
         subprocess.run(["rm", "-rf", str(out)], check=True)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "uhr_seg_ros.cli", "batch", str(inputs), "--out", str(out),
-             "--workers", str(workers), "--model", model, "--device", "cpu",
-             "--memory-cap-mb", str(args.memory_cap_mb)],
-            capture_output=True, text=True, check=False)
+            [
+                sys.executable,
+                "-m",
+                "uhr_seg_ros.cli",
+                "batch",
+                str(inputs),
+                "--out",
+                str(out),
+                "--workers",
+                str(workers),
+                "--model",
+                model,
+                "--device",
+                "cpu",
+                "--memory-cap-mb",
+                str(args.memory_cap_mb),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - t0
         manifest = json.loads((out / "manifest.json").read_text())
         finished = sorted(r["finished_at"] for r in manifest["records"])
         busy = sum(r["seconds"] for r in manifest["records"])
-        rows.append({"workers": workers, "rc": proc.returncode, "wall_s": round(wall, 1),
-                     "files": args.files, "size": args.size, "summary": manifest["summary"],
-                     "sum_file_s": round(busy, 1), "first_last": [finished[0], finished[-1]]})
+        rows.append(
+            {
+                "workers": workers,
+                "rc": proc.returncode,
+                "wall_s": round(wall, 1),
+                "files": args.files,
+                "size": args.size,
+                "summary": manifest["summary"],
+                "sum_file_s": round(busy, 1),
+                "first_last": [finished[0], finished[-1]],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     # Second run of the 2-worker folder: everything is skipped.
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "uhr_seg_ros.cli", "batch", str(inputs), "--out",
-         str(work / "out_2"), "--workers", "2", "--model", model, "--device", "cpu"],
-        capture_output=True, text=True, check=False)
-    rerun = {"rerun_rc": proc.returncode, "rerun_s": round(time.perf_counter() - t0, 1),
-             "rerun_log": next((line for line in proc.stderr.splitlines()
-                                if "done before" in line), "")}
+        [
+            sys.executable,
+            "-m",
+            "uhr_seg_ros.cli",
+            "batch",
+            str(inputs),
+            "--out",
+            str(work / "out_2"),
+            "--workers",
+            "2",
+            "--model",
+            model,
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rerun = {
+        "rerun_rc": proc.returncode,
+        "rerun_s": round(time.perf_counter() - t0, 1),
+        "rerun_log": next((line for line in proc.stderr.splitlines() if "done before" in line), ""),
+    }
     print(json.dumps(rerun), flush=True)
-    return {"batch": rows, "speedup_2_vs_1": rows[0]["wall_s"] / rows[1]["wall_s"], **rerun,
-            "load_avg": os.getloadavg()}
+    return {
+        "batch": rows,
+        "speedup_2_vs_1": rows[0]["wall_s"] / rows[1]["wall_s"],
+        **rerun,
+        "load_avg": os.getloadavg(),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     for name in ("memory", "batch"):
         p = sub.add_parser(name)
@@ -209,8 +310,9 @@ def main() -> None:
         p.add_argument("--model", default=None, help="checkpoint (default: tiny random init)")
         p.add_argument("--memory-cap-mb", type=float, default=1500)
     sub.choices["memory"].add_argument("--sizes", nargs="+", default=["4000x4000", "12000x9000"])
-    sub.choices["memory"].add_argument("--keep", action="store_true",
-                                       help="keep the generated rasters and masks")
+    sub.choices["memory"].add_argument(
+        "--keep", action="store_true", help="keep the generated rasters and masks"
+    )
     sub.choices["batch"].add_argument("--files", type=int, default=6)
     sub.choices["batch"].add_argument("--size", type=int, default=1500)
     c = sub.add_parser("child")

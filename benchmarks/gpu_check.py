@@ -71,7 +71,7 @@ class DeviceUsedSampler:
             self.peak = max(self.peak, self._used())
             time.sleep(self.period_s)
 
-    def __enter__(self) -> DeviceUsedSampler:  # noqa: PYI034 (a final class)
+    def __enter__(self) -> DeviceUsedSampler:
         self.peak = self._used()
         self._thread.start()
         return self
@@ -94,13 +94,14 @@ def nvml_process_used_mb() -> float | None:
         for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if process.pid == os.getpid() and process.usedGpuMemory is not None:
                 return process.usedGpuMemory / 2**20
-    except Exception:  # noqa: BLE001 - optional view; absent on Jetson and without pynvml
+    except Exception:
         return None
     return None
 
 
-def check_backend(name: str, model, baseline_used: int, deadline: float,
-                  cpu_masks: dict[int, object]) -> dict:
+def check_backend(
+    name: str, model, baseline_used: int, deadline: float, cpu_masks: dict[int, object]
+) -> dict:
     import numpy as np
     import torch
 
@@ -111,8 +112,9 @@ def check_backend(name: str, model, baseline_used: int, deadline: float,
     start = time.perf_counter()
     try:
         segmenter = Segmenter.from_settings(
-            SegmenterSettings(backend_order=(name,), memory_cap_mb=CAPS_MB[0]), model=model)
-    except Exception as exc:  # noqa: BLE001 - reported, next backend
+            SegmenterSettings(backend_order=(name,), memory_cap_mb=CAPS_MB[0]), model=model
+        )
+    except Exception as exc:
         entry["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return entry
     entry["describe"] = segmenter.describe()
@@ -125,9 +127,12 @@ def check_backend(name: str, model, baseline_used: int, deadline: float,
                 except ValueError as exc:  # PlanError: nothing fits
                     entry["cap_changes"].append({"to_mb": cap, "error": str(exc)})
                     continue
-                entry["cap_changes"].append({
-                    "to_mb": cap,
-                    "reserved_after_mb": round(torch.cuda.memory_reserved(device) / 2**20, 1)})
+                entry["cap_changes"].append(
+                    {
+                        "to_mb": cap,
+                        "reserved_after_mb": round(torch.cuda.memory_reserved(device) / 2**20, 1),
+                    }
+                )
             for side in SIDES:
                 row = {"cap_mb": cap, "side": side}
                 if time.perf_counter() > deadline:
@@ -146,10 +151,12 @@ def check_backend(name: str, model, baseline_used: int, deadline: float,
                     max_allocated_mb=round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
                     device_used_peak_mb=round((sampler.peak - baseline_used) / 2**20, 1),
                     nvml_process_mb=nvml_process_used_mb(),
-                    within_cap=result.peak_memory_mb <= cap)
+                    within_cap=result.peak_memory_mb <= cap,
+                )
                 if side in cpu_masks:
                     row["agreement_with_cpu_fp32"] = round(
-                        float(np.mean(result.mask == cpu_masks[side])), 5)
+                        float(np.mean(result.mask == cpu_masks[side])), 5
+                    )
                 entry["rows"].append(row)
     finally:
         segmenter.close()
@@ -158,29 +165,40 @@ def check_backend(name: str, model, baseline_used: int, deadline: float,
 
 
 def markdown(report: dict) -> str:
-    summary = (f"torch {report['torch']}, torch-tensorrt "
-               f"{report.get('torch_tensorrt') or 'absent'}, {report['seconds']:.0f} s, "
-               f"command `{report['command']}`")
+    summary = (
+        f"torch {report['torch']}, torch-tensorrt "
+        f"{report.get('torch_tensorrt') or 'absent'}, {report['seconds']:.0f} s, "
+        f"command `{report['command']}`"
+    )
     lines = [f"# GPU check: {report['gpu']}", "", summary, ""]
     for entry in report["backends"]:
         lines.append(f"## {entry['backend']}: {entry.get('describe', entry.get('error'))}")
-        header = ("| cap MB | frame | allocator peak MB | max allocated MB | device used MB "
-                  "| NVML MB | within cap | agreement | s |")
+        header = (
+            "| cap MB | frame | allocator peak MB | max allocated MB | device used MB "
+            "| NVML MB | within cap | agreement | s |"
+        )
         lines += ["", header, "|---|---|---|---|---|---|---|---|---|"]
         for row in entry["rows"]:
             if "skipped" in row:
-                lines.append(f"| {row['cap_mb']} | {row['side']}² | skipped ({row['skipped']}) "
-                             "| | | | | | |")
+                lines.append(
+                    f"| {row['cap_mb']} | {row['side']}² | skipped ({row['skipped']}) | | | | | | |"
+                )
                 continue
             lines.append(
                 f"| {row['cap_mb']} | {row['side']}² | {row['allocator_peak_mb']} | "
                 f"{row['max_allocated_mb']} | {row['device_used_peak_mb']} | "
                 f"{row['nvml_process_mb'] or 'n/a'} | {row['within_cap']} | "
-                f"{row.get('agreement_with_cpu_fp32', '')} | {row['seconds']} |")
+                f"{row.get('agreement_with_cpu_fp32', '')} | {row['seconds']} |"
+            )
         for change in entry["cap_changes"]:
-            lines.append(f"\ncap change to {change['to_mb']} MB: "
-                         + (f"reserved {change['reserved_after_mb']} MB after"
-                            if "reserved_after_mb" in change else change["error"]))
+            lines.append(
+                f"\ncap change to {change['to_mb']} MB: "
+                + (
+                    f"reserved {change['reserved_after_mb']} MB after"
+                    if "reserved_after_mb" in change
+                    else change["error"]
+                )
+            )
         if "reserved_after_close_mb" in entry:
             lines.append(f"\nreserved after close(): {entry['reserved_after_close_mb']} MB")
         lines.append("")
@@ -207,33 +225,52 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda", torch.cuda.current_device())
     free, total = torch.cuda.mem_get_info(device)
     baseline_used = total - free
-    cpu = Segmenter.from_settings(SegmenterSettings(backend_order=("cpu",), precision="fp32"),
-                                  model=model)
+    cpu = Segmenter.from_settings(
+        SegmenterSettings(backend_order=("cpu",), precision="fp32"), model=model
+    )
     cpu_masks = {SIDES[0]: cpu.segment(_frame(SIDES[0])).mask}
     cpu.close()
     try:
         import torch_tensorrt
+
         trt_version = torch_tensorrt.__version__
     except ImportError:
         trt_version = None
-    report = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
-              "torch_tensorrt": trt_version, "command": " ".join(sys.argv),
-              "total_mb": round(total / 2**20), "baseline_used_mb": round(baseline_used / 2**20),
-              "backends": []}
+    report = {
+        "gpu": torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "torch_tensorrt": trt_version,
+        "command": " ".join(sys.argv),
+        "total_mb": round(total / 2**20),
+        "baseline_used_mb": round(baseline_used / 2**20),
+        "backends": [],
+    }
     for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
         if name == "tensorrt" and trt_version is None:
-            report["backends"].append({"backend": name, "error": "torch-tensorrt not installed",
-                                       "rows": [], "cap_changes": []})
+            report["backends"].append(
+                {
+                    "backend": name,
+                    "error": "torch-tensorrt not installed",
+                    "rows": [],
+                    "cap_changes": [],
+                }
+            )
             continue
         report["backends"].append(check_backend(name, model, baseline_used, deadline, cpu_masks))
     report["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "report.md").write_text(markdown(report))
-    over = [(e["backend"], r["cap_mb"], r["side"]) for e in report["backends"]
-            for r in e["rows"] if r.get("within_cap") is False]
-    print(f"gpu_check: wrote {args.out}/report.md; "
-          + (f"OVER THE CAP: {over}" if over else "every measured allocator peak within its cap"))
+    over = [
+        (e["backend"], r["cap_mb"], r["side"])
+        for e in report["backends"]
+        for r in e["rows"]
+        if r.get("within_cap") is False
+    ]
+    print(
+        f"gpu_check: wrote {args.out}/report.md; "
+        + (f"OVER THE CAP: {over}" if over else "every measured allocator peak within its cap")
+    )
     return 1 if over else 0
 
 

@@ -35,21 +35,27 @@ def gflops_by_part(preset: str, num_classes: int, patch: int) -> tuple[float, di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["paper", "lite"],
-                        choices=["paper", "lite", "tiny"])
+    parser.add_argument(
+        "--presets", nargs="+", default=["paper", "lite"], choices=["paper", "lite", "tiny"]
+    )
     parser.add_argument("--patch", type=int, default=1280, help="patch side in pixels")
     parser.add_argument("--num-classes", type=int, default=6)
     args = parser.parse_args()
 
-    print(f"| preset | params (inference) | params (training heads) | GFLOPs / {args.patch}² patch "
-          "| " + " | ".join(PARTS) + " |")
+    print(
+        f"| preset | params (inference) | params (training heads) | GFLOPs / {args.patch}² patch "
+        "| " + " | ".join(PARTS) + " |"
+    )
     print("|---" * (4 + len(PARTS)) + "|")
     for preset in args.presets:
         counts = build_model(getattr(SGHRQConfig, preset)(args.num_classes)).parameter_counts()
         total, parts = gflops_by_part(preset, args.num_classes, args.patch)
-        print(f"| {preset} | {counts['inference'] / 1e6:.2f} M | "
-              f"{counts['training_heads'] / 1e6:.3f} M | {total:.1f} | "
-              + " | ".join(f"{parts[p]:.2f}" for p in PARTS) + " |")
+        print(
+            f"| {preset} | {counts['inference'] / 1e6:.2f} M | "
+            f"{counts['training_heads'] / 1e6:.3f} M | {total:.1f} | "
+            + " | ".join(f"{parts[p]:.2f}" for p in PARTS)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -39,15 +39,29 @@ SIZES: dict[str, tuple[int, int]] = {"3840x2160": (2160, 3840), "2448x2448": (24
 NAMESPACE = "/uhr_seg_bench"
 INPUT_TOPIC = "/uhr_seg_bench/camera"
 #: Stages the node reports (``segment`` is the core's total inside the node).
-NODE_STAGES = ("decode", "upload", "gather", "infer", "merge", "download", "segment", "publish",
-               "total")
+NODE_STAGES = (
+    "decode",
+    "upload",
+    "gather",
+    "infer",
+    "merge",
+    "download",
+    "segment",
+    "publish",
+    "total",
+)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=("tiny", "lite"), default="tiny",
-                        help="random-weight model preset (default tiny)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        choices=("tiny", "lite"),
+        default="tiny",
+        help="random-weight model preset (default tiny)",
+    )
     parser.add_argument("--frames", type=int, default=5, help="timed frames per size")
     parser.add_argument("--backend", default="cpu", help="backend order, comma-separated")
     parser.add_argument("--cap-mb", type=float, default=1500.0, help="memory cap in MB")
@@ -56,13 +70,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--patch", type=int, default=1024, help="tile side (multiple of 32)")
     parser.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels")
     parser.add_argument("--batch", type=int, default=2, help="tiles per batch")
-    parser.add_argument("--encoding", choices=("rgb8", "bgr8"), default="bgr8",
-                        help="input encoding (bgr8, what most camera drivers publish, costs a "
-                             "conversion; rgb8 decodes as a view)")
-    parser.add_argument("--color", action="store_true",
-                        help="also subscribe to mask_color, so the node computes the overlay")
-    parser.add_argument("--startup-timeout", type=float, default=300.0,
-                        help="seconds for the node to load, calibrate and answer a frame")
+    parser.add_argument(
+        "--encoding",
+        choices=("rgb8", "bgr8"),
+        default="bgr8",
+        help="input encoding (bgr8, what most camera drivers publish, costs a "
+        "conversion; rgb8 decodes as a view)",
+    )
+    parser.add_argument(
+        "--color",
+        action="store_true",
+        help="also subscribe to mask_color, so the node computes the overlay",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=300.0,
+        help="seconds for the node to load, calibrate and answer a frame",
+    )
     return parser.parse_args()
 
 
@@ -85,13 +110,16 @@ class Probe:
         self.publisher = self.node.create_publisher(Image, INPUT_TOPIC, topic_qos("reliable"))
         self.mask_arrivals: dict[tuple[int, int], float] = {}
         self.stats: list[DiagnosticArray] = []
-        self.node.create_subscription(Image, f"{NAMESPACE}/mask", self._on_mask,
-                                      topic_qos("reliable"))
-        self.node.create_subscription(DiagnosticArray, f"{NAMESPACE}/stats", self.stats.append,
-                                      topic_qos("reliable"))
+        self.node.create_subscription(
+            Image, f"{NAMESPACE}/mask", self._on_mask, topic_qos("reliable")
+        )
+        self.node.create_subscription(
+            DiagnosticArray, f"{NAMESPACE}/stats", self.stats.append, topic_qos("reliable")
+        )
         if with_color:
-            self.node.create_subscription(Image, f"{NAMESPACE}/mask_color", lambda _: None,
-                                          topic_qos("reliable"))
+            self.node.create_subscription(
+                Image, f"{NAMESPACE}/mask_color", lambda _: None, topic_qos("reliable")
+            )
 
     def _on_mask(self, msg) -> None:
         self.mask_arrivals[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
@@ -127,8 +155,10 @@ class Probe:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.05)
-            if self.stats and any(kv.key == "frames_in_flight" and kv.value == "0"
-                                  for kv in self.stats[-1].status[0].values):
+            if self.stats and any(
+                kv.key == "frames_in_flight" and kv.value == "0"
+                for kv in self.stats[-1].status[0].values
+            ):
                 return True
         return False
 
@@ -147,18 +177,39 @@ class Probe:
         self.context.try_shutdown()
 
 
-def bench_node(probe: Probe, msg, checkpoint: Path, args: argparse.Namespace, log: Path,
-               first_index: int) -> tuple[dict[str, str], list[float]]:
+def bench_node(
+    probe: Probe, msg, checkpoint: Path, args: argparse.Namespace, log: Path, first_index: int
+) -> tuple[dict[str, str], list[float]]:
     """The node's stats after ``args.frames`` ping-pong frames, and the round trips (ms)."""
     node = RosProcess(
         "uhr_seg_ros.seg_node",
-        ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={INPUT_TOPIC}", "-p", "autostart:=true",
-         "-p", f"model_path:={checkpoint}", "-p", f"backend_order:=[{args.backend}]",
-         "-p", f"memory_cap_mb:={args.cap_mb}", "-p", f"patch_size:={args.patch}",
-         "-p", f"overlap:={args.overlap}", "-p", f"batch_size:={args.batch}",
-         # Reliable input: a best-effort 4K frame was lost once while torch kept both cores of
-         # the 2-core test machine busy; one frame in flight at a time makes reliability free.
-         "-p", "input_reliability:=reliable"], log, os.environ)
+        [
+            "-r",
+            f"__ns:={NAMESPACE}",
+            "-r",
+            f"image:={INPUT_TOPIC}",
+            "-p",
+            "autostart:=true",
+            "-p",
+            f"model_path:={checkpoint}",
+            "-p",
+            f"backend_order:=[{args.backend}]",
+            "-p",
+            f"memory_cap_mb:={args.cap_mb}",
+            "-p",
+            f"patch_size:={args.patch}",
+            "-p",
+            f"overlap:={args.overlap}",
+            "-p",
+            f"batch_size:={args.batch}",
+            # Reliable input: a best-effort 4K frame was lost once while torch kept both cores of
+            # the 2-core test machine busy; one frame in flight at a time makes reliability free.
+            "-p",
+            "input_reliability:=reliable",
+        ],
+        log,
+        os.environ,
+    )
     probe.reset()
     try:
         # Warm-up frames until the node answers (model load, memory calibration, first plan),
@@ -218,11 +269,16 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="uhr_seg_bench_node_"))
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(workdir / f"{args.config}.pt",
-                                 build_model(getattr(SGHRQConfig, args.config)(num_classes=6)))
-    settings = SegmenterSettings(backend_order=tuple(args.backend.split(",")),
-                                 memory_cap_mb=args.cap_mb, patch_size=args.patch,
-                                 overlap=args.overlap, batch_size=args.batch)
+    checkpoint = save_checkpoint(
+        workdir / f"{args.config}.pt", build_model(getattr(SGHRQConfig, args.config)(num_classes=6))
+    )
+    settings = SegmenterSettings(
+        backend_order=tuple(args.backend.split(",")),
+        memory_cap_mb=args.cap_mb,
+        patch_size=args.patch,
+        overlap=args.overlap,
+        batch_size=args.batch,
+    )
     probe = Probe(args.color)
     segmenter = None
     rows = []
@@ -230,14 +286,18 @@ def main() -> None:
         for run, (label, (height, width)) in enumerate(SIZES.items()):
             frame = generate_scene((height, width), seed=1)[0]
             msg = rgb_to_message(frame, args.encoding, "camera")
-            stats, round_trips = bench_node(probe, msg, checkpoint, args,
-                                            workdir / f"seg_node_{label}.log", 1000 * run)
+            stats, round_trips = bench_node(
+                probe, msg, checkpoint, args, workdir / f"seg_node_{label}.log", 1000 * run
+            )
             if segmenter is None:
                 segmenter = Segmenter.from_settings(settings, model=load_checkpoint(checkpoint))
             core = bench_core(segmenter, frame, args.frames)
             rows.append((label, stats, round_trips, core))
-            print(f"{label}: node plan {stats.get('tile_plan')}; core plan "
-                  f"{segmenter.plan_for(height, width).describe()}", flush=True)
+            print(
+                f"{label}: node plan {stats.get('tile_plan')}; core plan "
+                f"{segmenter.plan_for(height, width).describe()}",
+                flush=True,
+            )
     finally:
         probe.close()
         if segmenter is not None:
@@ -249,32 +309,46 @@ def print_report(rows, args: argparse.Namespace) -> None:
     """Markdown tables: node stages vs core stages (p50 ms), then the adapter's overhead."""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     backend = rows[0][1].get("backend", args.backend)
-    print(f"\nmodel {args.config} (random weights), backend {backend}, cap "
-          f"{args.cap_mb:.0f} MB, input {args.encoding}, mask_color "
-          f"{'subscribed' if args.color else 'not subscribed'}, {args.frames} frames per size, "
-          f"p50 in ms; load average at the end {load}\n")
+    print(
+        f"\nmodel {args.config} (random weights), backend {backend}, cap "
+        f"{args.cap_mb:.0f} MB, input {args.encoding}, mask_color "
+        f"{'subscribed' if args.color else 'not subscribed'}, {args.frames} frames per size, "
+        f"p50 in ms; load average at the end {load}\n"
+    )
     print("| frame | where | " + " | ".join(NODE_STAGES) + " | round trip |")
     print("|---|---|" + "---|" * (len(NODE_STAGES) + 1))
     for label, stats, round_trips, core in rows:
         node_cells = [stats.get(f"latency_{s}_p50_ms", "-") for s in NODE_STAGES]
-        print(f"| {label} | node | " + " | ".join(node_cells) +
-              f" | {statistics.median(round_trips):.1f} |")
+        print(
+            f"| {label} | node | "
+            + " | ".join(node_cells)
+            + f" | {statistics.median(round_trips):.1f} |"
+        )
         # The core's total fills both the node's "segment" and "total" columns.
-        core_cells = [f"{statistics.median(core['total' if s == 'segment' else s]):.1f}"
-                      if s in core or s == "segment" else "-" for s in NODE_STAGES]
+        core_cells = [
+            f"{statistics.median(core['total' if s == 'segment' else s]):.1f}"
+            if s in core or s == "segment"
+            else "-"
+            for s in NODE_STAGES
+        ]
         print(f"| {label} | core | " + " | ".join(core_cells) + " | - |")
     # The node's percentiles include its warm-up frames (queued while the model loaded), so its
     # "total" is biased up; the round trip, measured here per timed frame, is not.
-    print("\n| frame | decode | publish | adapter overhead (decode + publish) | node segment − "
-          "core total | round trip − (decode + segment + publish): DDS both ways, wake-ups |")
+    print(
+        "\n| frame | decode | publish | adapter overhead (decode + publish) | node segment − "
+        "core total | round trip − (decode + segment + publish): DDS both ways, wake-ups |"
+    )
     print("|---|---|---|---|---|---|")
     for label, stats, round_trips, core in rows:
-        decode, segment, publish = (float(stats[f"latency_{stage}_p50_ms"])
-                                    for stage in ("decode", "segment", "publish"))
+        decode, segment, publish = (
+            float(stats[f"latency_{stage}_p50_ms"]) for stage in ("decode", "segment", "publish")
+        )
         core_total = statistics.median(core["total"])
         transport = statistics.median(round_trips) - (decode + segment + publish)
-        print(f"| {label} | {decode:.1f} | {publish:.1f} | {decode + publish:.1f} | "
-              f"{segment - core_total:+.1f} | {transport:.1f} |")
+        print(
+            f"| {label} | {decode:.1f} | {publish:.1f} | {decode + publish:.1f} | "
+            f"{segment - core_total:+.1f} | {transport:.1f} |"
+        )
 
 
 if __name__ == "__main__":

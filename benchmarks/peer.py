@@ -20,8 +20,8 @@ in smp's ``Unet("resnet18")`` layout (7x7 stem, basic-block stages 64/128/256/51
 ``train`` reads the data, schedule and loss weights of ``--config`` (the shipped recipe by
 default) but always starts from random weights (``model.init_from`` is ignored) and runs
 ``--steps`` steps. ``compare`` prints a markdown table: mIoU and per-class IoU over the tiles,
-parameters, FLOPs per pixel (FlopCounterMode at a 1024² patch, in kFLOPs), peak memory as the planner
-accounts it, and process CPU seconds per 2448² frame (also as a ratio to the first model,
+parameters, FLOPs per pixel (FlopCounterMode at a 1024² patch, in kFLOPs), peak memory as the
+planner accounts it, and process CPU seconds per 2448² frame (also as a ratio to the first model,
 measured in the same run).
 """
 
@@ -71,38 +71,40 @@ class UNetResNet18(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.register_buffer("mean", torch.tensor([123.7, 116.3, 103.5]).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor([58.4, 57.1, 57.4]).view(1, 3, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor([123.7, 116.3, 103.5]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor([58.4, 57.1, 57.4]).view(1, 3, 1, 1), persistent=False
+        )
         self.stem = ConvBNReLU(3, 64, 7, stride=2)
         widths, strides = (64, 128, 256, 512), (1, 2, 2, 2)
         stages, in_ch = [], 64
-        for width, stride in zip(widths, strides):
-            stages.append(nn.Sequential(BasicBlock(in_ch, width, stride),
-                                        BasicBlock(width, width)))
+        for width, stride in zip(widths, strides, strict=False):
+            stages.append(nn.Sequential(BasicBlock(in_ch, width, stride), BasicBlock(width, width)))
             in_ch = width
         self.stages = nn.ModuleList(stages)
         skips = (256, 128, 64, 64, 0)  # layer3, layer2, layer1, stem, none
         blocks, in_ch = [], 512
-        for skip, out_ch in zip(skips, config.decoder_channels):
-            blocks.append(nn.Sequential(ConvBNReLU(in_ch + skip, out_ch),
-                                        ConvBNReLU(out_ch, out_ch)))
+        for skip, out_ch in zip(skips, config.decoder_channels, strict=False):
+            blocks.append(
+                nn.Sequential(ConvBNReLU(in_ch + skip, out_ch), ConvBNReLU(out_ch, out_ch))
+            )
             in_ch = out_ch
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(in_ch, config.num_classes, 3, padding=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
-        stem = self.stem(x)                                   # stride 2
-        x = F.max_pool2d(stem, 3, stride=2, padding=1)       # stride 4
+        stem = self.stem(x)  # stride 2
+        x = F.max_pool2d(stem, 3, stride=2, padding=1)  # stride 4
         features = [stem]
         for stage in self.stages:
             x = stage(x)
             features.append(x)
         skips = [features[3], features[2], features[1], features[0], None]
         x = features[4]
-        for block, skip in zip(self.decoder, skips):
+        for block, skip in zip(self.decoder, skips, strict=False):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             if skip is not None:
                 x = torch.cat([x, skip], dim=1)
@@ -118,9 +120,14 @@ def build(arch: str, class_names: tuple[str, ...], cfg) -> nn.Module:
 
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    cfg = load_train_config(args.config, overrides=[
-        f"schedule.iterations={args.steps}",
-        f"schedule.warmup_iterations={min(args.steps - 1, 40)}", *args.set])
+    cfg = load_train_config(
+        args.config,
+        overrides=[
+            f"schedule.iterations={args.steps}",
+            f"schedule.warmup_iterations={min(args.steps - 1, 40)}",
+            *args.set,
+        ],
+    )
     class_names = cfg.model.class_names
     torch.manual_seed(cfg.run.seed)
     model = build(args.arch, class_names, cfg).train()
@@ -128,7 +135,8 @@ def train(args: argparse.Namespace) -> None:
     weights = sghrq_loss.class_weights
     optimizer = make_optimizer(model, cfg.schedule)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: cfg.schedule.lr_at(it) / cfg.schedule.lr)
+        optimizer, lambda it: cfg.schedule.lr_at(it) / cfg.schedule.lr
+    )
     crops = training_crops(cfg, class_names)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,8 +147,13 @@ def train(args: argparse.Namespace) -> None:
         epoch = step // cfg.schedule.epoch_iterations
         for part in crops.datasets:
             part.set_epoch(epoch)
-        loader = DataLoader(crops, batch_size=cfg.schedule.batch_size, shuffle=True,
-                            drop_last=True, generator=torch.Generator().manual_seed(epoch))
+        loader = DataLoader(
+            crops,
+            batch_size=cfg.schedule.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(epoch),
+        )
         for images, labels in loader:
             images, labels = pad_to_divisor(images, labels)
             if args.arch == "unet":
@@ -159,10 +172,16 @@ def train(args: argparse.Namespace) -> None:
             if step >= args.steps or (step % cfg.schedule.epoch_iterations == 0):
                 break
     state = model.state_dict()
-    torch.save({"arch": args.arch, "class_names": list(class_names),
-                "steps": args.steps, "seconds": round(time.perf_counter() - start, 1),
-                "state_dict": {k: v.half() if v.is_floating_point() else v
-                               for k, v in state.items()}}, out / "weights.pt")
+    torch.save(
+        {
+            "arch": args.arch,
+            "class_names": list(class_names),
+            "steps": args.steps,
+            "seconds": round(time.perf_counter() - start, 1),
+            "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+        },
+        out / "weights.pt",
+    )
     print(f"wrote {out / 'weights.pt'}")
 
 
@@ -171,8 +190,10 @@ def load(path: str, cfg) -> nn.Module:
     if payload.get("format") is not None:  # a uhr_seg_ros model checkpoint
         return load_checkpoint(path)
     model = build(payload["arch"], tuple(payload["class_names"]), cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in payload["state_dict"].items()}, strict=False)
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()},
+        strict=False,
+    )
     if getattr(model, "train_heads", None) is not None:
         model.train_heads = None  # inference graph only, as in a shipped checkpoint
     return model.eval()
@@ -198,8 +219,9 @@ def compare(args: argparse.Namespace) -> None:
         model = load(path, cfg)
         params = sum(p.numel() for p in model.parameters())
         gflops = gflops_per_pixel(model)
-        settings = SegmenterSettings(model_path=path, memory_cap_mb=args.memory_cap_mb,
-                                     backend_order=("cpu",))
+        settings = SegmenterSettings(
+            model_path=path, memory_cap_mb=args.memory_cap_mb, backend_order=("cpu",)
+        )
         segmenter = Segmenter.from_settings(settings, model=model)
         confusion = ConfusionMatrix(len(cfg.model.class_names))
         seconds, peak = [], 0.0
@@ -211,21 +233,32 @@ def compare(args: argparse.Namespace) -> None:
             confusion.update(result.mask, sample.label)
             peak = max(peak, float(result.peak_memory_mb))
         segmenter.close()
-        rows.append({"name": name, "miou": confusion.miou(),
-                     "iou": [None if np.isnan(v) else float(v) for v in confusion.iou()],
-                     "params_m": params / 1e6, "gflops_per_pixel": gflops, "peak_mb": peak,
-                     "cpu_s_per_frame": float(np.mean(seconds))})
+        rows.append(
+            {
+                "name": name,
+                "miou": confusion.miou(),
+                "iou": [None if np.isnan(v) else float(v) for v in confusion.iou()],
+                "params_m": params / 1e6,
+                "gflops_per_pixel": gflops,
+                "peak_mb": peak,
+                "cpu_s_per_frame": float(np.mean(seconds)),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["cpu_s_per_frame"]
     classes = cfg.model.class_names
-    print(f"\n| model | mIoU | {' | '.join(classes)} | params | kFLOPs/pixel | peak MB | "
-          "CPU s / frame | ratio |")
+    print(
+        f"\n| model | mIoU | {' | '.join(classes)} | params | kFLOPs/pixel | peak MB | "
+        "CPU s / frame | ratio |"
+    )
     print("|---" * (7 + len(classes)) + "|")
     for row in rows:
         ious = " | ".join("—" if v is None else f"{100 * v:.1f}" for v in row["iou"])
-        print(f"| {row['name']} | {100 * row['miou']:.1f} | {ious} | {row['params_m']:.2f} M | "
-              f"{row['gflops_per_pixel'] * 1e6:.1f} | {row['peak_mb']:.0f} | "
-              f"{row['cpu_s_per_frame']:.1f} | {row['cpu_s_per_frame'] / base:.2f} |")
+        print(
+            f"| {row['name']} | {100 * row['miou']:.1f} | {ious} | {row['params_m']:.2f} M | "
+            f"{row['gflops_per_pixel'] * 1e6:.1f} | {row['peak_mb']:.0f} | "
+            f"{row['cpu_s_per_frame']:.1f} | {row['cpu_s_per_frame'] / base:.2f} |"
+        )
 
 
 def main() -> None:
@@ -235,8 +268,13 @@ def main() -> None:
     t.add_argument("--arch", choices=("sghrq", "unet"), required=True)
     t.add_argument("--steps", type=int, default=400)
     t.add_argument("--out", required=True)
-    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a field of --config, e.g. data.crop_size=256")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a field of --config, e.g. data.crop_size=256",
+    )
     c = sub.add_parser("compare")
     c.add_argument("--weights", nargs="+", required=True, metavar="NAME=PATH")
     c.add_argument("--data", default="deepglobe:../shared/data/deepglobe")

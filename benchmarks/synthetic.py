@@ -19,8 +19,9 @@ from uhr_seg_ros.data.synthetic import generate_scene
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
@@ -31,10 +32,12 @@ def main() -> None:
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"size {args.size}² seeds {args.seeds}: wall median {statistics.median(walls):.2f} s "
-          f"(min {min(walls):.2f}, max {max(walls):.2f}), CPU median "
-          f"{statistics.median(cpus):.2f} s, peak RSS {peak_mb:.0f} MB, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"size {args.size}² seeds {args.seeds}: wall median {statistics.median(walls):.2f} s "
+        f"(min {min(walls):.2f}, max {max(walls):.2f}), CPU median "
+        f"{statistics.median(cpus):.2f} s, peak RSS {peak_mb:.0f} MB, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ MB = 2**20
 EDGE = 8  # px: width of the frame-edge and seam bands
 
 
-def naive_slide(model: torch.nn.Module, image: np.ndarray, patch: int, overlap: int,
-                device: torch.device) -> np.ndarray:
+def naive_slide(
+    model: torch.nn.Module, image: np.ndarray, patch: int, overlap: int, device: torch.device
+) -> np.ndarray:
     """The baseline: the sliding-window loop most toolboxes ship (one window per forward, crops
     cut on the host, each window's logits padded to a full-frame buffer and summed)."""
     height, width = image.shape[:2]
@@ -124,8 +125,11 @@ def held_out_tiles():
     if root is None or not (root / "deepglobe").is_dir():
         return []
     dataset = build_dataset(f"deepglobe:{root / 'deepglobe'}", "all")
-    return [dataset[i] for i, name in enumerate(dataset.names)
-            if any(name.startswith(tile) for tile in HELD_OUT_TILES)]
+    return [
+        dataset[i]
+        for i, name in enumerate(dataset.names)
+        if any(name.startswith(tile) for tile in HELD_OUT_TILES)
+    ]
 
 
 def section_files(segmenter: Segmenter, files: list[Path], roofline_s: float) -> dict:
@@ -137,14 +141,25 @@ def section_files(segmenter: Segmenter, files: list[Path], roofline_s: float) ->
             seconds.append(time.perf_counter() - start)
             plan = result
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    return {"images": len(files), "first_s": seconds[0], "steady_s": steady,
-            "per_image_s": [round(s, 3) for s in seconds], "plan": plan.plan.describe(),
-            "timings_ms": {k: round(v) for k, v in plan.timings_ms.items()},
-            "peak_mb": plan.peak_memory_mb, "vs_roofline": steady / roofline_s}
+    return {
+        "images": len(files),
+        "first_s": seconds[0],
+        "steady_s": steady,
+        "per_image_s": [round(s, 3) for s in seconds],
+        "plan": plan.plan.describe(),
+        "timings_ms": {k: round(v) for k, v in plan.timings_ms.items()},
+        "peak_mb": plan.peak_memory_mb,
+        "vs_roofline": steady / roofline_s,
+    }
 
 
-def section_naive(segmenter: Segmenter, model: torch.nn.Module, files: list[Path],
-                  device: torch.device, rounds: int) -> dict:
+def section_naive(
+    segmenter: Segmenter,
+    model: torch.nn.Module,
+    files: list[Path],
+    device: torch.device,
+    rounds: int,
+) -> dict:
     plain = copy.deepcopy(model).eval().to(device)
     naive_s, ours_s, agree = [], [], []
     for path in files[:rounds]:
@@ -157,10 +172,15 @@ def section_naive(segmenter: Segmenter, model: torch.nn.Module, files: list[Path
         ours_s.append(time.perf_counter() - start)
         agree.append(float((ours == reference).mean()))
     naive, fast = statistics.median(naive_s), statistics.median(ours_s)
-    return {"frames": len(naive_s), "naive_s": naive, "segmenter_s": fast,
-            "speedup": naive / fast, "mask_agreement": statistics.mean(agree),
-            "naive_per_frame_s": [round(s, 3) for s in naive_s],
-            "segmenter_per_frame_s": [round(s, 3) for s in ours_s]}
+    return {
+        "frames": len(naive_s),
+        "naive_s": naive,
+        "segmenter_s": fast,
+        "speedup": naive / fast,
+        "mask_agreement": statistics.mean(agree),
+        "naive_per_frame_s": [round(s, 3) for s in naive_s],
+        "segmenter_per_frame_s": [round(s, 3) for s in ours_s],
+    }
 
 
 def _accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -177,8 +197,9 @@ def edge_bands(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return _accuracy(first, first_t), _accuracy(last, last_t)
 
 
-def zero_padded_single_window(model: torch.nn.Module, image: np.ndarray,
-                              device: torch.device, divisor: int = 32) -> np.ndarray:
+def zero_padded_single_window(
+    model: torch.nn.Module, image: np.ndarray, device: torch.device, divisor: int = 32
+) -> np.ndarray:
     """The old behaviour: one window rounded up to the divisor, zeros past the frame."""
     height, width = image.shape[:2]
     side = -(-max(height, width) // divisor) * divisor
@@ -188,20 +209,25 @@ def zero_padded_single_window(model: torch.nn.Module, image: np.ndarray,
         return model(frame)[0, :, :height, :width].argmax(0).to(torch.uint8).cpu().numpy()
 
 
-def section_edges(segmenter: Segmenter, model: torch.nn.Module, samples,
-                  device: torch.device) -> dict:
+def section_edges(
+    segmenter: Segmenter, model: torch.nn.Module, samples, device: torch.device
+) -> dict:
     plain = copy.deepcopy(model).eval().to(device)
     rows = {"segmenter": [], "zero-padded single window (before)": []}
     for sample in samples:
         rows["segmenter"].append(edge_bands(segmenter.segment(sample.image).mask, sample.label))
         rows["zero-padded single window (before)"].append(
-            edge_bands(zero_padded_single_window(plain, sample.image, device), sample.label))
+            edge_bands(zero_padded_single_window(plain, sample.image, device), sample.label)
+        )
     out = {}
     for name, pairs in rows.items():
         top_left = float(np.nanmean([p[0] for p in pairs]))
         bottom_right = float(np.nanmean([p[1] for p in pairs]))
-        out[name] = {"top_left": top_left, "bottom_right": bottom_right,
-                     "relative_gap": (top_left - bottom_right) / top_left}
+        out[name] = {
+            "top_left": top_left,
+            "bottom_right": bottom_right,
+            "relative_gap": (top_left - bottom_right) / top_left,
+        }
     out["plan"] = segmenter.plan_for(*samples[0].image.shape[:2]).describe()
     return out
 
@@ -210,8 +236,10 @@ def seam_mask(plan) -> np.ndarray:
     """True within ``EDGE`` px of an interior window border (where windows start or end)."""
     grid = plan.grid
     mask = np.zeros((grid.height, grid.width), bool)
-    for starts, length, axis in ((grid.row_starts, grid.height, 0),
-                                 (grid.col_starts, grid.width, 1)):
+    for starts, length, axis in (
+        (grid.row_starts, grid.height, 0),
+        (grid.col_starts, grid.width, 1),
+    ):
         for s in starts:
             for edge in (s, s + grid.patch):
                 if 0 < edge < length:
@@ -229,10 +257,16 @@ def section_blend(model: torch.nn.Module, samples, common: dict, num_classes: in
     rows = []
     for label, pins in (("planner's plan", {}), ("512 px windows", {"patch_size": 512})):
         for blend in ("uniform", "hann"):
-            segmenter = Segmenter.from_settings(SegmenterSettings(blend=blend, **pins, **common),
-                                                model=copy.deepcopy(model))
+            segmenter = Segmenter.from_settings(
+                SegmenterSettings(blend=blend, **pins, **common), model=copy.deepcopy(model)
+            )
             matrix, seam_hits, seam_total, off_hits, off_total = (
-                ConfusionMatrix(num_classes), 0, 0, 0, 0)
+                ConfusionMatrix(num_classes),
+                0,
+                0,
+                0,
+                0,
+            )
             for sample in samples:
                 result = segmenter.segment(sample.image)
                 matrix.update(result.mask, sample.label)
@@ -242,11 +276,17 @@ def section_blend(model: torch.nn.Module, samples, common: dict, num_classes: in
                 seam_total += int(valid[seams].sum())
                 off_hits += int(right[~seams].sum())
                 off_total += int(valid[~seams].sum())
-            rows.append({"windows": label, "blend": blend, "miou": matrix.miou(),
-                         "pixel_accuracy": matrix.pixel_accuracy(),
-                         "seam_accuracy": seam_hits / max(seam_total, 1),
-                         "off_seam_accuracy": off_hits / max(off_total, 1),
-                         "plan": result.plan.describe()})
+            rows.append(
+                {
+                    "windows": label,
+                    "blend": blend,
+                    "miou": matrix.miou(),
+                    "pixel_accuracy": matrix.pixel_accuracy(),
+                    "seam_accuracy": seam_hits / max(seam_total, 1),
+                    "off_seam_accuracy": off_hits / max(off_total, 1),
+                    "plan": result.plan.describe(),
+                }
+            )
             segmenter.close()
     return rows
 
@@ -255,44 +295,74 @@ def cap_sweep(model, args, device: torch.device, image: np.ndarray) -> list[dict
     """CUDA only: planner-chosen plans under each cap, measured peak vs the cap."""
     rows = []
     for cap in args.caps:
-        settings = SegmenterSettings(backend_order=(args.device,), precision=args.precision,
-                                     memory_cap_mb=cap, max_batch=args.max_batch)
+        settings = SegmenterSettings(
+            backend_order=(args.device,),
+            precision=args.precision,
+            memory_cap_mb=cap,
+            max_batch=args.max_batch,
+        )
         segmenter = Segmenter.from_settings(settings, model=copy.deepcopy(model))
         segmenter.segment(image)
         start = time.perf_counter()
         result = segmenter.segment(image)
         torch.cuda.synchronize(device)
-        rows.append({"cap_mb": cap, "plan": result.plan.describe(),
-                     "peak_mb": result.peak_memory_mb, "fps": 1 / (time.perf_counter() - start),
-                     "under_cap": result.peak_memory_mb <= cap})
+        rows.append(
+            {
+                "cap_mb": cap,
+                "plan": result.plan.describe(),
+                "peak_mb": result.peak_memory_mb,
+                "fps": 1 / (time.perf_counter() - start),
+                "under_cap": result.peak_memory_mb <= cap,
+            }
+        )
         segmenter.close()
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (default: the bundled model)")
-    parser.add_argument("--frames", type=int, default=5,
-                        help="real tiles through the files section (default 5)")
-    parser.add_argument("--naive-frames", type=int, default=2,
-                        help="frames of the naive-loop comparison (default 2)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="checkpoint (default: the bundled model)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=5, help="real tiles through the files section (default 5)"
+    )
+    parser.add_argument(
+        "--naive-frames",
+        type=int,
+        default=2,
+        help="frames of the naive-loop comparison (default 2)",
+    )
     parser.add_argument("--cap-mb", type=float, default=1500.0)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--skip-blend", action="store_true", help="skip section 6")
-    parser.add_argument("--caps", type=float, nargs="*", default=[1000, 1500, 3000],
-                        help="CUDA only: measured peak vs each cap (default 1000 1500 3000)")
+    parser.add_argument(
+        "--caps",
+        type=float,
+        nargs="*",
+        default=[1000, 1500, 3000],
+        help="CUDA only: measured peak vs each cap (default 1000 1500 3000)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     device = torch.device(args.device)
     model = load_checkpoint(args.model or default_model_path()).eval()
-    common = {"backend_order": (args.device,), "precision": args.precision,
-              "memory_cap_mb": args.cap_mb, "max_batch": args.max_batch}
-    report: dict = {"device": args.device, "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "model": str(args.model or "bundled")}
+    common = {
+        "backend_order": (args.device,),
+        "precision": args.precision,
+        "memory_cap_mb": args.cap_mb,
+        "max_batch": args.max_batch,
+    }
+    report: dict = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": str(args.model or "bundled"),
+    }
 
     files = real_tiles(args.frames)
     if not files:
@@ -303,28 +373,43 @@ def main() -> None:
     gflops = gemm_gflops(device)
     per_pixel = flops_per_pixel(model)
     roofline_s = per_pixel * height * width / (gflops * 1e9)
-    report["roofline"] = {"gemm_gflops": gflops, "flops_per_pixel": per_pixel,
-                          "frame": f"{width}x{height}", "roofline_s": roofline_s}
+    report["roofline"] = {
+        "gemm_gflops": gflops,
+        "flops_per_pixel": per_pixel,
+        "frame": f"{width}x{height}",
+        "roofline_s": roofline_s,
+    }
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"1. roofline: GEMM {gflops:.0f} GFLOP/s × {per_pixel / 1e3:.1f} kFLOP/px × "
-          f"{width}x{height} = {roofline_s:.3f} s per frame")
+    print(
+        f"1. roofline: GEMM {gflops:.0f} GFLOP/s × {per_pixel / 1e3:.1f} kFLOP/px × "
+        f"{width}x{height} = {roofline_s:.3f} s per frame"
+    )
 
     segmenter = Segmenter.from_settings(SegmenterSettings(**common), model=copy.deepcopy(model))
     files_row = section_files(segmenter, files, roofline_s)
     report["files"] = files_row
-    print(f"2. files ({files_row['images']} real tiles, decode + segment + PNG): steady "
-          f"{files_row['steady_s']:.3f} s per image = {files_row['vs_roofline']:.2f}× roofline "
-          f"(first {files_row['first_s']:.2f} s); plan {files_row['plan']}; "
-          f"phases ms {files_row['timings_ms']}")
+    print(
+        f"2. files ({files_row['images']} real tiles, decode + segment + PNG): steady "
+        f"{files_row['steady_s']:.3f} s per image = {files_row['vs_roofline']:.2f}× roofline "
+        f"(first {files_row['first_s']:.2f} s); plan {files_row['plan']}; "
+        f"phases ms {files_row['timings_ms']}"
+    )
     naive_row = section_naive(segmenter, model, files, device, args.naive_frames)
     report["naive"] = naive_row
-    print(f"3. naive slide loop 1504/1128: {naive_row['naive_s']:.3f} s vs segmenter "
-          f"{naive_row['segmenter_s']:.3f} s per frame = {naive_row['speedup']:.2f}× "
-          f"({naive_row['frames']} frames, masks agree on {naive_row['mask_agreement']:.1%})")
-    report["memory"] = {"cap_mb": args.cap_mb, "peak_mb": files_row["peak_mb"],
-                        "measured": device.type == "cuda"}
-    print(f"4. peak memory {files_row['peak_mb']:.0f} MB of the {args.cap_mb:.0f} MB cap "
-          f"({'measured' if device.type == 'cuda' else 'accounted: CPU'})")
+    print(
+        f"3. naive slide loop 1504/1128: {naive_row['naive_s']:.3f} s vs segmenter "
+        f"{naive_row['segmenter_s']:.3f} s per frame = {naive_row['speedup']:.2f}× "
+        f"({naive_row['frames']} frames, masks agree on {naive_row['mask_agreement']:.1%})"
+    )
+    report["memory"] = {
+        "cap_mb": args.cap_mb,
+        "peak_mb": files_row["peak_mb"],
+        "measured": device.type == "cuda",
+    }
+    print(
+        f"4. peak memory {files_row['peak_mb']:.0f} MB of the {args.cap_mb:.0f} MB cap "
+        f"({'measured' if device.type == 'cuda' else 'accounted: CPU'})"
+    )
 
     samples = held_out_tiles()
     if samples:
@@ -332,15 +417,19 @@ def main() -> None:
         report["edges"] = edges
         for name in ("segmenter", "zero-padded single window (before)"):
             e = edges[name]
-            print(f"5. edges, {name}: top/left {e['top_left']:.1%}, bottom/right "
-                  f"{e['bottom_right']:.1%} (gap {e['relative_gap']:+.1%} of top/left)")
+            print(
+                f"5. edges, {name}: top/left {e['top_left']:.1%}, bottom/right "
+                f"{e['bottom_right']:.1%} (gap {e['relative_gap']:+.1%} of top/left)"
+            )
         if not args.skip_blend:
             report["blend"] = section_blend(model, samples, common, model.config.num_classes)
             print("6. | windows | blend | mIoU | pixel acc. | seam acc. | off-seam acc. |")
             for r in report["blend"]:
-                print(f"   | {r['windows']} | {r['blend']} | {r['miou']:.2%} | "
-                      f"{r['pixel_accuracy']:.2%} | {r['seam_accuracy']:.2%} | "
-                      f"{r['off_seam_accuracy']:.2%} |")
+                print(
+                    f"   | {r['windows']} | {r['blend']} | {r['miou']:.2%} | "
+                    f"{r['pixel_accuracy']:.2%} | {r['seam_accuracy']:.2%} | "
+                    f"{r['off_seam_accuracy']:.2%} |"
+                )
     else:
         print("5./6. ../shared/data/deepglobe not found: edge and blending sections skipped")
     segmenter.close()
@@ -348,8 +437,10 @@ def main() -> None:
     if device.type == "cuda" and args.caps:
         report["caps"] = cap_sweep(model, args, device, read_rgb(files[0]))
         for c in report["caps"]:
-            print(f"cap {c['cap_mb']:.0f} MB: {c['plan']}: measured {c['peak_mb']:.0f} MB "
-                  f"({'under' if c['under_cap'] else 'OVER'}), {c['fps']:.2f} FPS")
+            print(
+                f"cap {c['cap_mb']:.0f} MB: {c['plan']}: measured {c['peak_mb']:.0f} MB "
+                f"({'under' if c['under_cap'] else 'OVER'}), {c['fps']:.2f} FPS"
+            )
     else:
         print("cap sweep not run: peak memory is measured on CUDA only (--device cuda)")
     print(json.dumps(report, default=str))

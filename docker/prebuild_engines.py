@@ -73,10 +73,26 @@ def export_commands(params: NodeParams, out_dir: Path) -> list[list[str]]:
     batch = settings.max_batch
     patches = settings.engine_patch_sizes
     model = ["--model", params.model_path] if params.model_path else []
-    return [[sys.executable, "-m", "uhr_seg_ros.cli", "export", "--format", "tensorrt", *model,
-             "--patch", str(patch), "--batch", str(batch), "--precision", params.precision,
-             "--out", str(out_dir / f"sghrq_p{patch}_b{batch}_{params.precision}.engine")]
-            for patch in patches]
+    return [
+        [
+            sys.executable,
+            "-m",
+            "uhr_seg_ros.cli",
+            "export",
+            "--format",
+            "tensorrt",
+            *model,
+            "--patch",
+            str(patch),
+            "--batch",
+            str(batch),
+            "--precision",
+            params.precision,
+            "--out",
+            str(out_dir / f"sghrq_p{patch}_b{batch}_{params.precision}.engine"),
+        ]
+        for patch in patches
+    ]
 
 
 def main(argv: Sequence[str]) -> int:
@@ -90,12 +106,16 @@ def main(argv: Sequence[str]) -> int:
 
     commands = export_commands(params, default_engine_cache_dir().parent / "exported")
     if not commands:
-        LOGGER.info("backend order %s does not start with tensorrt: no engine to build",
-                    ",".join(params.backend_order))
+        LOGGER.info(
+            "backend order %s does not start with tensorrt: no engine to build",
+            ",".join(params.backend_order),
+        )
     for command in commands:
         if subprocess.run(command, check=False).returncode != 0:
-            LOGGER.warning("engine build failed (see above); the node will fall back along %s",
-                           ",".join(params.backend_order))
+            LOGGER.warning(
+                "engine build failed (see above); the node will fall back along %s",
+                ",".join(params.backend_order),
+            )
             return 1
     return 0
 

@@ -31,15 +31,19 @@ def main() -> int:
         print("smoke test: models/sample_frame.jpg is missing or unreadable", file=sys.stderr)
         return 1
     frame = np.ascontiguousarray(cv2.resize(frame, (384, 320))[:, :, ::-1])
-    segmenter = Segmenter.from_settings(SegmenterSettings(backend_order=("cpu",),
-                                                          memory_cap_mb=1500))
+    segmenter = Segmenter.from_settings(
+        SegmenterSettings(backend_order=("cpu",), memory_cap_mb=1500)
+    )
     try:
         result = segmenter.segment(frame)
     finally:
         segmenter.close()
     if result.mask.shape != frame.shape[:2] or result.mask.dtype != np.uint8:
-        print(f"smoke test: mask {result.mask.shape} {result.mask.dtype} for a frame "
-              f"{frame.shape[:2]}", file=sys.stderr)
+        print(
+            f"smoke test: mask {result.mask.shape} {result.mask.dtype} for a frame "
+            f"{frame.shape[:2]}",
+            file=sys.stderr,
+        )
         return 1
     print(f"smoke test passed: torch {torch.__version__}, {result.plan.describe()}")
     return 0

@@ -22,12 +22,12 @@ import os
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
+from launch import LaunchContext, LaunchDescription
 from uhr_seg_ros.ros.fastdds import PROFILE_FILE_NAME, profile_variables
 
 PACKAGE = "uhr_seg_ros"
@@ -49,61 +49,85 @@ def _seg_node(context: LaunchContext) -> list[LifecycleNode]:
     backend = LaunchConfiguration("backend").perform(context)
     if backend:
         overrides["backend_order"] = [name.strip() for name in backend.split(",") if name.strip()]
-    return [LifecycleNode(
-        package=PACKAGE,
-        executable="seg_node",
-        name="uhr_seg",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=[("image", LaunchConfiguration("image_topic")),
-                    ("image/compressed", [LaunchConfiguration("image_topic"), "/compressed"])],
-        output="screen",
-        emulate_tty=True,
-        sigterm_timeout=SEG_NODE_SIGTERM_TIMEOUT_S,
-    )]
+    return [
+        LifecycleNode(
+            package=PACKAGE,
+            executable="seg_node",
+            name="uhr_seg",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), overrides],
+            remappings=[
+                ("image", LaunchConfiguration("image_topic")),
+                ("image/compressed", [LaunchConfiguration("image_topic"), "/compressed"]),
+            ],
+            output="screen",
+            emulate_tty=True,
+            sigterm_timeout=SEG_NODE_SIGTERM_TIMEOUT_S,
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory(PACKAGE))
     profile = share / "config" / PROFILE_FILE_NAME
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            "params_file", default_value=str(share / "config" / "seg.yaml"),
-            description="node parameters (YAML); presets in the package's config/ folder"),
-        DeclareLaunchArgument(
-            "model", default_value="",
-            description="SGHRQ checkpoint (.pt); empty = the params file's (bundled default)"),
-        DeclareLaunchArgument(
-            "image_topic", default_value="/camera/image_raw",
-            description="input sensor_msgs/Image topic (compressed: <image_topic>/compressed)"),
-        DeclareLaunchArgument(
-            "namespace", default_value="uhr_seg",
-            description="namespace of the node and its mask, mask_color and stats topics"),
-        DeclareLaunchArgument(
-            "backend", default_value="",
-            description="backend order, comma-separated (e.g. 'cuda,cpu'); empty = params file"),
-        DeclareLaunchArgument(
-            "autostart", default_value="true",
-            description="configure and activate the lifecycle node at start-up; false = wait "
-                        "for `ros2 lifecycle set` or a lifecycle manager"),
-        DeclareLaunchArgument(
-            "demo", default_value="false",
-            description="also run a demo camera publishing on image_topic"),
-        DeclareLaunchArgument(
-            "demo_source", default_value="sample",
-            description="demo camera frames: sample (bundled frame), synthetic, or an image "
-                        "file / folder"),
-        *(SetEnvironmentVariable(name, value)
-          for name, value in profile_variables(os.environ, profile).items()),
-        OpaqueFunction(function=_seg_node),
-        Node(
-            package=PACKAGE,
-            executable="demo_source",
-            name="demo_source",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[{"source": LaunchConfiguration("demo_source")}],
-            remappings=[("image", LaunchConfiguration("image_topic"))],
-            output="screen",
-            condition=IfCondition(LaunchConfiguration("demo")),
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=str(share / "config" / "seg.yaml"),
+                description="node parameters (YAML); presets in the package's config/ folder",
+            ),
+            DeclareLaunchArgument(
+                "model",
+                default_value="",
+                description="SGHRQ checkpoint (.pt); empty = the params file's (bundled default)",
+            ),
+            DeclareLaunchArgument(
+                "image_topic",
+                default_value="/camera/image_raw",
+                description="input sensor_msgs/Image topic (compressed: <image_topic>/compressed)",
+            ),
+            DeclareLaunchArgument(
+                "namespace",
+                default_value="uhr_seg",
+                description="namespace of the node and its mask, mask_color and stats topics",
+            ),
+            DeclareLaunchArgument(
+                "backend",
+                default_value="",
+                description="backend order, comma-separated (e.g. 'cuda,cpu'); empty = params file",
+            ),
+            DeclareLaunchArgument(
+                "autostart",
+                default_value="true",
+                description="configure and activate the lifecycle node at start-up; false = wait "
+                "for `ros2 lifecycle set` or a lifecycle manager",
+            ),
+            DeclareLaunchArgument(
+                "demo",
+                default_value="false",
+                description="also run a demo camera publishing on image_topic",
+            ),
+            DeclareLaunchArgument(
+                "demo_source",
+                default_value="sample",
+                description="demo camera frames: sample (bundled frame), synthetic, or an image "
+                "file / folder",
+            ),
+            *(
+                SetEnvironmentVariable(name, value)
+                for name, value in profile_variables(os.environ, profile).items()
+            ),
+            OpaqueFunction(function=_seg_node),
+            Node(
+                package=PACKAGE,
+                executable="demo_source",
+                name="demo_source",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=[{"source": LaunchConfiguration("demo_source")}],
+                remappings=[("image", LaunchConfiguration("image_topic"))],
+                output="screen",
+                condition=IfCondition(LaunchConfiguration("demo")),
+            ),
+        ]
+    )

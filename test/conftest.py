@@ -20,7 +20,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 # autouse fixture below re-enables propagation for loggers made while launch was reset.
 logging.setLoggerClass(logging.Logger)
 
-from uhr_seg_ros.paths import shared_data_dir  # noqa: E402
+from uhr_seg_ros.paths import shared_data_dir
 
 _OWN_LOGGERS = ("uhr_seg_ros", "uhr-seg")
 
@@ -70,13 +70,13 @@ def pytest_collection_modifyitems(config, items):
         import torch
 
         has_cuda = torch.cuda.is_available()
-    except Exception:  # noqa: BLE001
+    except Exception:
         has_cuda = False
     try:
         import torch_tensorrt  # noqa: F401
 
         has_trt = has_cuda
-    except Exception:  # noqa: BLE001
+    except Exception:
         has_trt = False
     for item in items:
         if "gpu" in item.keywords and not has_cuda:

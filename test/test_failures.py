@@ -34,11 +34,14 @@ class FakeSegmenter:
         self.settings = self.settings.replace(memory_cap_mb=mb)
 
 
-@pytest.mark.parametrize(("error", "reason"), [
-    (ValueError("image must be uint8"), "bad_input"),
-    (PlanError("no tile plan fits"), "no_plan"),
-    (RuntimeError("cuDNN exploded"), "inference_failed"),
-])
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ValueError("image must be uint8"), "bad_input"),
+        (PlanError("no tile plan fits"), "no_plan"),
+        (RuntimeError("cuDNN exploded"), "inference_failed"),
+    ],
+)
 def test_each_failure_has_its_reason_and_is_not_retried(error, reason):
     segmenter = FakeSegmenter(error)
     with pytest.raises(FrameFailed) as info:
@@ -63,8 +66,9 @@ def test_out_of_memory_twice_loses_the_frame():
 
 
 def test_out_of_memory_without_a_smaller_plan_loses_the_frame_unretried():
-    segmenter = FakeSegmenter(torch.cuda.OutOfMemoryError("a"),
-                              cap_error=PlanError("nothing fits 750 MB"))
+    segmenter = FakeSegmenter(
+        torch.cuda.OutOfMemoryError("a"), cap_error=PlanError("nothing fits 750 MB")
+    )
     with pytest.raises(FrameFailed, match="no smaller plan fits: nothing fits") as info:
         segment_frame(segmenter, FRAME)
     assert info.value.reason == "out_of_memory" and segmenter.calls == 1

@@ -19,8 +19,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def segmenter(model):
-    settings = SegmenterSettings(backend_order=("cpu",), memory_cap_mb=400, patch_size=64,
-                                 overlap=16, return_confidence=True)
+    settings = SegmenterSettings(
+        backend_order=("cpu",), memory_cap_mb=400, patch_size=64, overlap=16, return_confidence=True
+    )
     return Segmenter.from_settings(settings, model=model)
 
 
@@ -30,8 +31,9 @@ def test_mask_matches_the_network_on_a_single_window(segmenter, model):
     with torch.no_grad():
         logits = model(torch.from_numpy(image).permute(2, 0, 1)[None].float())[0]
     np.testing.assert_array_equal(result.mask, logits.argmax(0).numpy())
-    np.testing.assert_allclose(result.confidence.astype(np.float32),
-                               logits.softmax(0).max(0).values.numpy(), atol=2e-3)
+    np.testing.assert_allclose(
+        result.confidence.astype(np.float32), logits.softmax(0).max(0).values.numpy(), atol=2e-3
+    )
 
 
 def test_result_fields(segmenter):
@@ -65,14 +67,17 @@ def test_read_only_message_buffers_are_accepted_silently(segmenter):
         np.testing.assert_array_equal(segmenter.segment(read_only).mask, expected)
 
 
-@pytest.mark.parametrize("bad,message", [
-    (np.zeros((0, 10, 3), np.uint8), "empty"),
-    (np.zeros((10, 10, 3), np.float32), "uint8"),
-    (np.zeros((10, 10, 2), np.uint8), "C in 1, 3, 4"),
-    (np.zeros((2, 10, 10, 3), np.uint8), "C in 1, 3, 4"),
-    (torch.zeros(5, 10, 10, dtype=torch.uint8), "C×H×W"),
-    ([[1, 2], [3, 4]], "numpy array or a torch tensor"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.zeros((10, 10, 2), np.uint8), "C in 1, 3, 4"),
+        (np.zeros((2, 10, 10, 3), np.uint8), "C in 1, 3, 4"),
+        (torch.zeros(5, 10, 10, dtype=torch.uint8), "C×H×W"),
+        ([[1, 2], [3, 4]], "numpy array or a torch tensor"),
+    ],
+)
 def test_bad_input_gets_a_clear_value_error(segmenter, bad, message):
     with pytest.raises(ValueError, match=message):
         segmenter.segment(bad)
@@ -80,7 +85,8 @@ def test_bad_input_gets_a_clear_value_error(segmenter, bad, message):
 
 def test_set_memory_cap_replans_or_refuses(model):
     segmenter = Segmenter.from_settings(
-        SegmenterSettings(backend_order=("cpu",), memory_cap_mb=200), model=model)
+        SegmenterSettings(backend_order=("cpu",), memory_cap_mb=200), model=model
+    )
     assert segmenter.set_memory_cap(150) is None  # no frame yet: nothing to re-plan
     image = np.zeros((300, 400, 3), np.uint8)
     first = segmenter.segment(image).plan
@@ -94,8 +100,9 @@ def test_set_memory_cap_replans_or_refuses(model):
 
 def test_missing_model_file_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        Segmenter.from_settings(SegmenterSettings(model_path=str(tmp_path / "nope.pt"),
-                                                  backend_order=("cpu",)))
+        Segmenter.from_settings(
+            SegmenterSettings(model_path=str(tmp_path / "nope.pt"), backend_order=("cpu",))
+        )
 
 
 def test_palette_comes_from_the_checkpoint_meta_when_stored():

@@ -15,12 +15,34 @@ from uhr_seg_ros.ros.params import ParamError, parse_params, segmenter_settings
 from uhr_seg_ros.settings import SegmenterSettings, SettingsError
 
 #: The shared flags, with values other than the defaults, as a user would type them.
-SHARED_FLAGS = ["--backend", "cuda,cpu", "--precision", "fp32", "--memory-cap-mb", "900",
-                "--patch-size", "512", "--overlap", "64", "--batch-size", "2",
-                "--memory-model", "mm.json", "--model", "m.pt"]
-EXPECTED = SegmenterSettings(model_path="m.pt", backend_order=("cuda", "cpu"), precision="fp32",
-                             memory_cap_mb=900.0, patch_size=512, overlap=64, batch_size=2,
-                             memory_model_path="mm.json")
+SHARED_FLAGS = [
+    "--backend",
+    "cuda,cpu",
+    "--precision",
+    "fp32",
+    "--memory-cap-mb",
+    "900",
+    "--patch-size",
+    "512",
+    "--overlap",
+    "64",
+    "--batch-size",
+    "2",
+    "--memory-model",
+    "mm.json",
+    "--model",
+    "m.pt",
+]
+EXPECTED = SegmenterSettings(
+    model_path="m.pt",
+    backend_order=("cuda", "cpu"),
+    precision="fp32",
+    memory_cap_mb=900.0,
+    patch_size=512,
+    overlap=64,
+    batch_size=2,
+    memory_model_path="mm.json",
+)
 #: Each segmenting command with its own required arguments.
 COMMANDS = {
     "segment": ["segment", "in.jpg", "--out", "m.png"],
@@ -37,18 +59,21 @@ def test_the_cap_must_be_a_finite_positive_number(cap):
         SegmenterSettings(memory_cap_mb=cap)
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"backend_order": ()}, "backend_order"),
-    ({"backend_order": ("gpu",)}, "backend_order"),
-    ({"backend_order": ("cpu", "cpu")}, "backend_order"),
-    ({"precision": "int8"}, "precision"),
-    ({"patch_size": 100}, "patch_size"),
-    ({"patch_size": -64}, "patch_size"),
-    ({"patch_size": 512, "overlap": 512}, "overlap"),
-    ({"overlap": -2}, "overlap"),
-    ({"batch_size": 5}, "batch_size"),  # above max_batch 4
-    ({"safety_margin": 1.0}, "safety_margin"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"backend_order": ()}, "backend_order"),
+        ({"backend_order": ("gpu",)}, "backend_order"),
+        ({"backend_order": ("cpu", "cpu")}, "backend_order"),
+        ({"precision": "int8"}, "precision"),
+        ({"patch_size": 100}, "patch_size"),
+        ({"patch_size": -64}, "patch_size"),
+        ({"patch_size": 512, "overlap": 512}, "overlap"),
+        ({"overlap": -2}, "overlap"),
+        ({"batch_size": 5}, "batch_size"),  # above max_batch 4
+        ({"safety_margin": 1.0}, "safety_margin"),
+    ],
+)
 def test_each_bad_value_is_refused_naming_its_field(changes, field):
     with pytest.raises(SettingsError) as info:
         SegmenterSettings(**changes)
@@ -72,8 +97,9 @@ def test_settings_are_frozen_and_changed_by_validated_copies():
 
 
 def test_a_registered_backend_can_be_chosen_by_settings_and_ros_parameters(monkeypatch):
-    monkeypatch.setitem(backends._REGISTRY, "fancy",
-                        backends._Registration(lambda model, options: None, ("int8",)))
+    monkeypatch.setitem(
+        backends._REGISTRY, "fancy", backends._Registration(lambda model, options: None, ("int8",))
+    )
     assert SegmenterSettings(backend_order=("fancy", "cpu"), precision="int8").precision == "int8"
     params = parse_params({"backend_order": ["fancy", "cpu"], "precision": "int8"})
     assert segmenter_settings(params).backend_order == ("fancy", "cpu")

@@ -14,7 +14,8 @@ def patches() -> torch.Tensor:
     have spatial structure (argmax parity is meaningless on pure noise)."""
     generator = torch.Generator().manual_seed(1)
     coarse = torch.rand(3, 3, 4, 4, generator=generator)
-    smooth = torch.nn.functional.interpolate(coarse, size=(PATCH, PATCH), mode="bilinear",
-                                             align_corners=False)
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(PATCH, PATCH), mode="bilinear", align_corners=False
+    )
     noise = torch.rand(3, 3, PATCH, PATCH, generator=generator)
     return (0.85 * smooth + 0.15 * noise) * 255

@@ -27,7 +27,7 @@ class FakeDeviceMemory:
         self.total = total
         self.in_use = 0
         self.cached = 0
-        self.pooled = 0   # reserved, not allocated, kept by empty_cache (a live graph's pool)
+        self.pooled = 0  # reserved, not allocated, kept by empty_cache (a live graph's pool)
         self.outside = 0  # bytes taken by something torch cannot see (TensorRT, context)
         self.host_noise = 0
         self.peak = 0
@@ -79,8 +79,9 @@ class FakeDeviceMemory:
         self.cached = 0
 
 
-def fake_tensorrt(user_managed: bool = True, memory_per_sample: int = 1000,
-                  weights_bytes: int = 0) -> SimpleNamespace:
+def fake_tensorrt(
+    user_managed: bool = True, memory_per_sample: int = 1000, weights_bytes: int = 0
+) -> SimpleNamespace:
     """A ``tensorrt`` module with one engine: input ``image`` (fp32), output ``logits`` (fp16);
     the context needs ``memory_per_sample`` bytes per batch sample for the shape set."""
 
@@ -144,9 +145,12 @@ def fake_tensorrt(user_managed: bool = True, memory_per_sample: int = 1000,
             pass
 
     module = SimpleNamespace(
-        Runtime=Runtime, Logger=Logger, __version__="10.3.0",
+        Runtime=Runtime,
+        Logger=Logger,
+        __version__="10.3.0",
         TensorIOMode=SimpleNamespace(INPUT="in", OUTPUT="out"),
-        DataType=SimpleNamespace(FLOAT="float", HALF="half"))
+        DataType=SimpleNamespace(FLOAT="float", HALF="half"),
+    )
     if user_managed:
         module.ExecutionContextAllocationStrategy = SimpleNamespace(STATIC=0, USER_MANAGED=2)
     return module
@@ -154,9 +158,11 @@ def fake_tensorrt(user_managed: bool = True, memory_per_sample: int = 1000,
 
 def cpu_allocate(record: list[int]):
     """An ``allocate(nbytes)`` for :class:`_EngineRunner` on the CPU that records the sizes."""
+
     def allocate(nbytes: int) -> torch.Tensor:
         record.append(nbytes)
         return torch.empty(nbytes, dtype=torch.uint8)
+
     return allocate
 
 

@@ -19,18 +19,26 @@ BACKEND_CASES = [
     pytest.param(("cpu", "fp32"), id="cpu"),
     pytest.param(("cuda", "fp32"), id="cuda-fp32", marks=pytest.mark.gpu),
     pytest.param(("cuda", "fp16"), id="cuda-fp16", marks=pytest.mark.gpu),
-    pytest.param(("tensorrt", "fp32"), id="tensorrt-fp32",
-                 marks=[pytest.mark.gpu, pytest.mark.tensorrt]),
-    pytest.param(("tensorrt", "fp16"), id="tensorrt-fp16",
-                 marks=[pytest.mark.gpu, pytest.mark.tensorrt]),
+    pytest.param(
+        ("tensorrt", "fp32"), id="tensorrt-fp32", marks=[pytest.mark.gpu, pytest.mark.tensorrt]
+    ),
+    pytest.param(
+        ("tensorrt", "fp16"), id="tensorrt-fp16", marks=[pytest.mark.gpu, pytest.mark.tensorrt]
+    ),
 ]
 
 
 @pytest.fixture(params=BACKEND_CASES)
 def backend(request, tiny_model, tmp_path) -> Backend:
     name, precision = request.param
-    created = create_backend(tiny_model, (name,), precision=precision, max_batch=MAX_BATCH,
-                             patch_sizes=(PATCH,), engine_cache_dir=tmp_path)
+    created = create_backend(
+        tiny_model,
+        (name,),
+        precision=precision,
+        max_batch=MAX_BATCH,
+        patch_sizes=(PATCH,),
+        engine_cache_dir=tmp_path,
+    )
     created.warmup(MAX_BATCH, PATCH)
     yield created
     created.close()
@@ -60,18 +68,22 @@ def test_infer_contract(backend, patches):
 def test_infer_accepts_strided_views(backend, patches):
     batch = patches.to(backend.device, backend.input_dtype)
     wide = torch.cat([batch, batch], dim=-1)  # tiles cut out of a larger frame are views
-    view = wide[..., PATCH // 2:PATCH // 2 + PATCH]
+    view = wide[..., PATCH // 2 : PATCH // 2 + PATCH]
     assert not view.is_contiguous()
-    torch.testing.assert_close(backend.infer(view).float(),
-                               backend.infer(view.contiguous()).float().clone())
+    torch.testing.assert_close(
+        backend.infer(view).float(), backend.infer(view.contiguous()).float().clone()
+    )
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((2, 3, 64, 32), r"\(B, 3, P, P\)"),
-    ((2, 4, 64, 64), r"\(B, 3, P, P\)"),
-    ((2, 3, 48, 48), "multiple of 32"),
-    ((MAX_BATCH + 1, 3, 64, 64), "outside 1..3"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((2, 3, 64, 32), r"\(B, 3, P, P\)"),
+        ((2, 4, 64, 64), r"\(B, 3, P, P\)"),
+        ((2, 3, 48, 48), "multiple of 32"),
+        ((MAX_BATCH + 1, 3, 64, 64), "outside 1..3"),
+    ],
+)
 def test_infer_rejects_contract_violations_with_a_fix(backend, shape, message):
     with pytest.raises(ValueError, match=message):
         backend.infer(torch.zeros(shape, device=backend.device, dtype=backend.input_dtype))
@@ -100,8 +112,9 @@ def test_patch_sizes_restrict_what_a_backend_accepts(tiny_model):
 
 @pytest.mark.gpu
 def test_cuda_graph_replays_every_smaller_batch_like_eager(tiny_model, patches, reference):
-    backend = EagerBackend(tiny_model, "cuda", precision="fp32", max_batch=MAX_BATCH,
-                           cuda_graphs=True)
+    backend = EagerBackend(
+        tiny_model, "cuda", precision="fp32", max_batch=MAX_BATCH, cuda_graphs=True
+    )
     backend.warmup(MAX_BATCH, PATCH)
     assert "CUDA graphs" in backend.describe()
     batch = patches.cuda()

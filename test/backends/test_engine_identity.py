@@ -46,8 +46,11 @@ def fake_tensorrt(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 2**31))
     monkeypatch.setattr(torch.cuda, "device", lambda device: nullcontext())
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda device=None: SimpleNamespace(is_integrated=True, total_memory=2**31))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device=None: SimpleNamespace(is_integrated=True, total_memory=2**31),
+    )
     monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: SimpleNamespace(cuda_stream=1))
     return builds
 
@@ -57,14 +60,33 @@ def test_export_writes_what_the_node_looks_up(fake_tensorrt, tmp_path):
     checkpoint = tmp_path / "tiny.pt"
     save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
     cache = tmp_path / "engines"
-    settings = SegmenterSettings(model_path=str(checkpoint), backend_order=("tensorrt",),
-                                 engine_cache_dir=str(cache))
+    settings = SegmenterSettings(
+        model_path=str(checkpoint), backend_order=("tensorrt",), engine_cache_dir=str(cache)
+    )
     # What docker/prebuild_engines.py runs: one export per engine the settings need.
     for patch in settings.engine_patch_sizes:
-        assert main(["export", "--format", "tensorrt", "--model", str(checkpoint),
-                     "--patch", str(patch), "--batch", str(settings.max_batch),
-                     "--precision", settings.precision, "--engine-cache-dir", str(cache),
-                     "--out", str(tmp_path / f"p{patch}.engine")]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    "--format",
+                    "tensorrt",
+                    "--model",
+                    str(checkpoint),
+                    "--patch",
+                    str(patch),
+                    "--batch",
+                    str(settings.max_batch),
+                    "--precision",
+                    settings.precision,
+                    "--engine-cache-dir",
+                    str(cache),
+                    "--out",
+                    str(tmp_path / f"p{patch}.engine"),
+                ]
+            )
+            == 0
+        )
     exported = {spec.file_name() for spec in fake_tensorrt}
     assert len(exported) == len(settings.engine_patch_sizes)
     assert {p.name for p in cache.glob("*.engine")} == exported
@@ -72,8 +94,13 @@ def test_export_writes_what_the_node_looks_up(fake_tensorrt, tmp_path):
     # The node's backend for the same settings (a model loaded the way the node loads it).
     fake_tensorrt.clear()
     backend = trt_backend.TensorRTBackend(
-        load_checkpoint(checkpoint), "cuda", settings.precision, settings.max_batch,
-        settings.engine_patch_sizes, settings.engine_cache_dir)
+        load_checkpoint(checkpoint),
+        "cuda",
+        settings.precision,
+        settings.max_batch,
+        settings.engine_patch_sizes,
+        settings.engine_cache_dir,
+    )
     assert fake_tensorrt == []  # every engine was a cache hit: nothing rebuilt at start-up
     # engines stay host bytes until the plan uses their patch size (only that one is resident)
     assert {source.rsplit("/", 1)[-1] for _, source in backend._serialized.values()} == exported
@@ -84,7 +111,9 @@ def test_export_writes_what_the_node_looks_up(fake_tensorrt, tmp_path):
 def test_another_precision_is_another_engine(fake_tensorrt, tmp_path):
     model = build_model(SGHRQConfig.tiny(3)).eval()
     device = torch.device("cuda", 0)
-    fp16, fp32 = (trt_backend.engine_specs(model, patch_sizes=(512,), max_batch=4,
-                                           precision=p, device=device) for p in ("fp16", "fp32"))
+    fp16, fp32 = (
+        trt_backend.engine_specs(model, patch_sizes=(512,), max_batch=4, precision=p, device=device)
+        for p in ("fp16", "fp32")
+    )
     assert fp16[0].cache_key() != fp32[0].cache_key()
     assert fp16[0].gpu_name == "Fake Orin" and fp16[0].tensorrt_version == "10.3.0"

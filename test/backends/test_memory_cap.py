@@ -54,9 +54,9 @@ def test_fraction_is_clamped_and_refuses_nonsense():
 
 def test_held_bytes_count_reserved_graph_pools_not_just_allocated():
     memory = FakeDeviceMemory()
-    memory.reserve(50 * MB)       # weights
-    memory.pooled = 200 * MB      # a live CUDA graph's private pool: reserved, not allocated
-    memory.cached = 30 * MB       # cached free blocks: returned to the driver before counting
+    memory.reserve(50 * MB)  # weights
+    memory.pooled = 200 * MB  # a live CUDA graph's private pool: reserved, not allocated
+    memory.cached = 30 * MB  # cached free blocks: returned to the driver before counting
     assert memory.allocated_bytes() == 50 * MB
     assert held_device_bytes(memory, external_bytes=70 * MB) == (50 + 200 + 70) * MB
     assert memory.cached == 0
@@ -72,8 +72,13 @@ class FakeGraphBackend(Backend):
 
     name = "fakegpu"
 
-    def __init__(self, memory: FakeDeviceMemory, pool_per_pixel: float = 10.0,
-                 external_bytes: int = 0, num_classes: int = 2) -> None:
+    def __init__(
+        self,
+        memory: FakeDeviceMemory,
+        pool_per_pixel: float = 10.0,
+        external_bytes: int = 0,
+        num_classes: int = 2,
+    ) -> None:
         super().__init__(torch.device("cpu"), num_classes, torch.float32, max_batch=4)
         self.memory = memory
         self.pool_per_pixel = pool_per_pixel
@@ -84,7 +89,7 @@ class FakeGraphBackend(Backend):
 
     def warmup(self, batch_size, patch_size, iterations=2):
         if (batch_size, patch_size) not in self.graphs:
-            pool = int(self.pool_per_pixel * batch_size * patch_size ** 2)
+            pool = int(self.pool_per_pixel * batch_size * patch_size**2)
             self.memory.reserve(pool)
             self.graphs[(batch_size, patch_size)] = pool
         self.resident_external = self.engine_bytes
@@ -146,13 +151,19 @@ class _StubModel(SegmentationModel):
         return self.conv(x)
 
 
-def _segmenter(memory: FakeDeviceMemory, backend: Backend, cap_mb: float = 1000,
-               bytes_per_pixel: float = 10.0) -> Segmenter:
+def _segmenter(
+    memory: FakeDeviceMemory, backend: Backend, cap_mb: float = 1000, bytes_per_pixel: float = 10.0
+) -> Segmenter:
     model = _StubModel()
-    memory_model = MemoryModel("stub", backend.name, "cpu", "fp32", fixed_bytes=0,
-                               bytes_per_pixel=bytes_per_pixel)
-    segmenter = Segmenter(model, backend, memory_model,
-                          SegmenterSettings(memory_cap_mb=cap_mb, patch_size=64, overlap=16))
+    memory_model = MemoryModel(
+        "stub", backend.name, "cpu", "fp32", fixed_bytes=0, bytes_per_pixel=bytes_per_pixel
+    )
+    segmenter = Segmenter(
+        model,
+        backend,
+        memory_model,
+        SegmenterSettings(memory_cap_mb=cap_mb, patch_size=64, overlap=16),
+    )
     segmenter.device_memory = memory
     return segmenter
 
@@ -216,19 +227,29 @@ def test_a_backend_that_cannot_meet_the_cap_falls_to_the_next_with_one_line(monk
         backend.resident_external = 4000 * MB  # engines larger than the cap
         return backend
 
-    monkeypatch.setitem(registry._REGISTRY, "tensorrt",
-                        registry._Registration(big_engines, ("fp16", "fp32")))
-    monkeypatch.setattr(Segmenter, "_memory_model_for", staticmethod(
-        lambda model, backend, settings: MemoryModel("stub", backend.name, "cpu", "fp32", 0, 1.0)))
+    monkeypatch.setitem(
+        registry._REGISTRY, "tensorrt", registry._Registration(big_engines, ("fp16", "fp32"))
+    )
+    monkeypatch.setattr(
+        Segmenter,
+        "_memory_model_for",
+        staticmethod(
+            lambda model, backend, settings: MemoryModel(
+                "stub", backend.name, "cpu", "fp32", 0, 1.0
+            )
+        ),
+    )
     model = _StubModel()
     with captured_log("uhr_seg_ros.pipeline") as records:
         segmenter = Segmenter.from_settings(
-            SegmenterSettings(backend_order=("tensorrt", "cpu"), memory_cap_mb=1000,
-                              patch_size=64), model=model)
+            SegmenterSettings(backend_order=("tensorrt", "cpu"), memory_cap_mb=1000, patch_size=64),
+            model=model,
+        )
     assert segmenter.backend.name == "cpu"
     lines = [r.getMessage() for r in records]
     assert len(lines) == 1 and lines[0].startswith(
-        "backend 'tensorrt' cannot meet the 1000 MB cap, trying cpu: a memory cap of 1000 MB")
+        "backend 'tensorrt' cannot meet the 1000 MB cap, trying cpu: a memory cap of 1000 MB"
+    )
 
 
 # -- TensorRT: workspace, context memory, build failures ----------------------------------------
@@ -273,19 +294,29 @@ def test_old_tensorrt_without_user_managed_memory_still_runs():
 
 def test_unbound_local_error_is_reported_with_the_cause_torch_tensorrt_logged():
     cause = RuntimeError("Conversion of aten.grid_sampler_2d not supported\ntrace")
-    record = logging.LogRecord("torch_tensorrt", logging.ERROR, __file__, 1,
-                               "While interpreting the module got an error: %s", (cause,),
-                               (RuntimeError, cause, None))
+    record = logging.LogRecord(
+        "torch_tensorrt",
+        logging.ERROR,
+        __file__,
+        1,
+        "While interpreting the module got an error: %s",
+        (cause,),
+        (RuntimeError, cause, None),
+    )
     reason = build_failure_reason(
-        UnboundLocalError("cannot access local variable 'interpreter_result'"), [record])
-    assert reason == ("RuntimeError: Conversion of aten.grid_sampler_2d not supported "
-                      "(torch-tensorrt then raised UnboundLocalError)")
+        UnboundLocalError("cannot access local variable 'interpreter_result'"), [record]
+    )
+    assert reason == (
+        "RuntimeError: Conversion of aten.grid_sampler_2d not supported "
+        "(torch-tensorrt then raised UnboundLocalError)"
+    )
     plain = build_failure_reason(ValueError("x"), [])
     assert plain == "ValueError: x"
 
 
 def test_build_forwards_torch_tensorrt_log_bounds_workspace_and_names_real_cause(
-        tiny_model, monkeypatch):
+    tiny_model, monkeypatch
+):
     calls = {}
 
     def convert(program, inputs, device, **kwargs):
@@ -294,23 +325,31 @@ def test_build_forwards_torch_tensorrt_log_bounds_workspace_and_names_real_cause
             raise RuntimeError("Conversion of aten.grid_sampler_2d not supported")
         except RuntimeError:
             logging.getLogger("torch_tensorrt").exception(
-                "While interpreting the module got an error")
+                "While interpreting the module got an error"
+            )
         raise UnboundLocalError("cannot access local variable 'interpreter_result'")
 
-    fake = SimpleNamespace(Input=lambda **kw: kw, dynamo=SimpleNamespace(
-        convert_exported_program_to_serialized_trt_engine=convert))
+    fake = SimpleNamespace(
+        Input=lambda **kw: kw,
+        dynamo=SimpleNamespace(convert_exported_program_to_serialized_trt_engine=convert),
+    )
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: (fake, None))
     monkeypatch.setattr(trt_backend, "export_program", lambda *a, **k: "program")
-    spec = EngineSpec("0", "Orin", "10.3.0", "2.8.0", 64, 1, 2, 2, "fp16",
-                      workspace_bytes=128 * MB)
-    with captured_log("uhr_seg_ros.backends.tensorrt") as records, pytest.raises(
-            BackendUnavailable, match=r"engine build failed: RuntimeError: Conversion of "
+    spec = EngineSpec("0", "Orin", "10.3.0", "2.8.0", 64, 1, 2, 2, "fp16", workspace_bytes=128 * MB)
+    with (
+        captured_log("uhr_seg_ros.backends.tensorrt") as records,
+        pytest.raises(
+            BackendUnavailable,
+            match=r"engine build failed: RuntimeError: Conversion of "
             r"aten.grid_sampler_2d not supported \(torch-tensorrt then raised "
-            r"UnboundLocalError\)"):
+            r"UnboundLocalError\)",
+        ),
+    ):
         build_engine(tiny_model, spec, torch.device("cpu"))
     assert calls["workspace_size"] == 128 * MB
     assert [r.getMessage() for r in records] == [
-        "torch_tensorrt: While interpreting the module got an error"]
+        "torch_tensorrt: While interpreting the module got an error"
+    ]
 
 
 # -- the GPU check script -----------------------------------------------------------------------
@@ -321,8 +360,9 @@ def _gpu_check():
 
     from uhr_seg_ros.paths import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("gpu_check",
-                                                  REPO_ROOT / "benchmarks" / "gpu_check.py")
+    spec = importlib.util.spec_from_file_location(
+        "gpu_check", REPO_ROOT / "benchmarks" / "gpu_check.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -337,16 +377,36 @@ def test_gpu_check_exits_cleanly_with_one_line_without_cuda(monkeypatch, capsys,
 
 
 def test_gpu_check_report_renders_rows_skips_and_cap_changes():
-    report = {"gpu": "H200", "torch": "2.13", "torch_tensorrt": None, "seconds": 12.0,
-              "command": "gpu_check.py", "backends": [{
-                  "backend": "cuda", "describe": "cuda eager",
-                  "rows": [{"cap_mb": 1000, "side": 2448, "plan": "p", "allocator_peak_mb": 900.0,
-                            "max_allocated_mb": 800.0, "device_used_peak_mb": 1300.0,
-                            "nvml_process_mb": None, "within_cap": True,
-                            "agreement_with_cpu_fp32": 0.999, "seconds": 1.0},
-                           {"cap_mb": 1000, "side": 10000, "skipped": "time budget"}],
-                  "cap_changes": [{"to_mb": 1000, "reserved_after_mb": 120.0}],
-                  "reserved_after_close_mb": 0.0}]}
+    report = {
+        "gpu": "H200",
+        "torch": "2.13",
+        "torch_tensorrt": None,
+        "seconds": 12.0,
+        "command": "gpu_check.py",
+        "backends": [
+            {
+                "backend": "cuda",
+                "describe": "cuda eager",
+                "rows": [
+                    {
+                        "cap_mb": 1000,
+                        "side": 2448,
+                        "plan": "p",
+                        "allocator_peak_mb": 900.0,
+                        "max_allocated_mb": 800.0,
+                        "device_used_peak_mb": 1300.0,
+                        "nvml_process_mb": None,
+                        "within_cap": True,
+                        "agreement_with_cpu_fp32": 0.999,
+                        "seconds": 1.0,
+                    },
+                    {"cap_mb": 1000, "side": 10000, "skipped": "time budget"},
+                ],
+                "cap_changes": [{"to_mb": 1000, "reserved_after_mb": 120.0}],
+                "reserved_after_close_mb": 0.0,
+            }
+        ],
+    }
     text = _gpu_check().markdown(report)
     assert "| 1000 | 2448² | 900.0 | 800.0 | 1300.0 | n/a | True | 0.999 | 1.0 |" in text
     assert "skipped (time budget)" in text and "reserved 120.0 MB after" in text

@@ -61,8 +61,9 @@ def test_batch_of_one_exports_a_static_program(model, patches):
         torch.testing.assert_close(program.module()(patches[:1]), _eager(model, patches[:1]))
 
 
-@pytest.mark.parametrize("patch, batch, message", [(48, 2, "multiple of 32"),
-                                                   (64, 0, "batch must be >= 1")])
+@pytest.mark.parametrize(
+    "patch, batch, message", [(48, 2, "multiple of 32"), (64, 0, "batch must be >= 1")]
+)
 def test_export_rejects_shapes_no_engine_can_have(model, patch, batch, message):
     with pytest.raises(ValueError, match=message):
         export_program(model, patch, batch)
@@ -86,5 +87,6 @@ def test_onnx_runtime_matches_eager_fp32(onnx_path, model, patches):
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     for size in (1, MAX_BATCH):
         (logits,) = session.run(None, {ONNX_INPUT_NAME: patches[:size].numpy()})
-        torch.testing.assert_close(torch.from_numpy(logits), _eager(model, patches[:size]),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            torch.from_numpy(logits), _eager(model, patches[:size]), rtol=1e-4, atol=1e-4
+        )

@@ -21,8 +21,11 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-CUD
 
 
 def _skip_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "uhr_seg_ros.backends" and r.levelno == logging.WARNING]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "uhr_seg_ros.backends" and r.levelno == logging.WARNING
+    ]
 
 
 def test_builtin_backends_are_registered_in_chain_order():
@@ -59,12 +62,15 @@ def test_default_chain_ends_on_cpu_with_one_line_per_skipped_step(tiny_model, ca
     assert any(r.getMessage().startswith("using backend cpu") for r in caplog.records)
 
 
-def test_failing_step_is_logged_with_its_error_and_the_chain_goes_on(tiny_model, caplog,
-                                                                       monkeypatch):
+def test_failing_step_is_logged_with_its_error_and_the_chain_goes_on(
+    tiny_model, caplog, monkeypatch
+):
     def broken(model, options):
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB (traceback follows)")
 
-    monkeypatch.setitem(backends._REGISTRY, "broken", backends._Registration(broken, ("fp16", "fp32")))
+    monkeypatch.setitem(
+        backends._REGISTRY, "broken", backends._Registration(broken, ("fp16", "fp32"))
+    )
     caplog.set_level(logging.INFO, logger="uhr_seg_ros.backends")
     backend = create_backend(tiny_model, ("broken", "cpu"))
     assert backend.name == "cpu"
@@ -75,9 +81,13 @@ def test_every_step_failing_raises_backend_error_with_all_reasons(tiny_model, mo
     def absent(model, options):
         raise BackendUnavailable("library missing")
 
-    monkeypatch.setitem(backends._REGISTRY, "absent", backends._Registration(absent, ("fp16", "fp32")))
-    with pytest.raises(BackendError, match="no backend could be created: absent: library "
-                                           "missing; absent: library missing"):
+    monkeypatch.setitem(
+        backends._REGISTRY, "absent", backends._Registration(absent, ("fp16", "fp32"))
+    )
+    with pytest.raises(
+        BackendError,
+        match="no backend could be created: absent: library missing; absent: library missing",
+    ):
         create_backend(tiny_model, ("absent", "absent"))
 
 
@@ -89,9 +99,16 @@ def test_factories_receive_the_options(tiny_model, monkeypatch, tmp_path):
         raise BackendUnavailable("spy")
 
     monkeypatch.setitem(backends._REGISTRY, "spy", backends._Registration(spy, ("fp16", "fp32")))
-    backend = create_backend(tiny_model, ("spy", "cpu"), precision="fp32", max_batch=3,
-                             patch_sizes=[256, 512], engine_cache_dir=str(tmp_path),
-                             checkpoint_hash="ab" * 32, cuda_graphs=False)
+    backend = create_backend(
+        tiny_model,
+        ("spy", "cpu"),
+        precision="fp32",
+        max_batch=3,
+        patch_sizes=[256, 512],
+        engine_cache_dir=str(tmp_path),
+        checkpoint_hash="ab" * 32,
+        cuda_graphs=False,
+    )
     assert isinstance(backend, Backend) and backend.max_batch == 3
     assert seen["precision"] == "fp32" and seen["max_batch"] == 3
     assert seen["patch_sizes"] == (256, 512) and seen["engine_cache_dir"] == tmp_path

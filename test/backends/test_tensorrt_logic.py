@@ -21,21 +21,35 @@ from uhr_seg_ros.backends.tensorrt import (
     weights_sha256,
 )
 
-SPEC = EngineSpec(checkpoint_sha256="0" * 64, gpu_name="Orin (nvgpu)", tensorrt_version="10.3.0",
-                  torch_tensorrt_version="2.5.0", patch_size=1024, min_batch=1, opt_batch=4,
-                  max_batch=4, precision="fp16")
+SPEC = EngineSpec(
+    checkpoint_sha256="0" * 64,
+    gpu_name="Orin (nvgpu)",
+    tensorrt_version="10.3.0",
+    torch_tensorrt_version="2.5.0",
+    patch_size=1024,
+    min_batch=1,
+    opt_batch=4,
+    max_batch=4,
+    precision="fp16",
+)
 
 
-@pytest.mark.parametrize("version, expected", [
-    ("2.5.0", (2, 5)), ("2.8.0a0+5b3d0c4", (2, 8)), ("2.10.0", (2, 10)),
-    ("2.14.0.dev20260801+cu130", (2, 14)), (" 3.0", (3, 0)),
-])
+@pytest.mark.parametrize(
+    "version, expected",
+    [
+        ("2.5.0", (2, 5)),
+        ("2.8.0a0+5b3d0c4", (2, 8)),
+        ("2.10.0", (2, 10)),
+        ("2.14.0.dev20260801+cu130", (2, 14)),
+        (" 3.0", (3, 0)),
+    ],
+)
 def test_parse_version_reads_major_minor_of_release_and_jetson_strings(version, expected):
     assert parse_version(version) == expected
 
 
 def test_parse_version_rejects_garbage():
-    with pytest.raises(ValueError, match="major.minor"):
+    with pytest.raises(ValueError, match=r"major\.minor"):
         parse_version("unknown")
 
 
@@ -74,13 +88,22 @@ def test_cache_key_is_a_stable_sha256_of_every_field():
     key = SPEC.cache_key()
     assert len(key) == 64 and int(key, 16) >= 0
     assert EngineSpec(**dataclasses.asdict(SPEC)).cache_key() == key
-    changed = {"checkpoint_sha256": "1" * 64, "gpu_name": "NVIDIA H100", "tensorrt_version":
-               "10.4.0", "torch_tensorrt_version": "2.6.0", "patch_size": 512, "min_batch": 2,
-               "opt_batch": 2, "max_batch": 8, "precision": "fp32",
-               "workspace_bytes": 2**27}
+    changed = {
+        "checkpoint_sha256": "1" * 64,
+        "gpu_name": "NVIDIA H100",
+        "tensorrt_version": "10.4.0",
+        "torch_tensorrt_version": "2.6.0",
+        "patch_size": 512,
+        "min_batch": 2,
+        "opt_batch": 2,
+        "max_batch": 8,
+        "precision": "fp32",
+        "workspace_bytes": 2**27,
+    }
     assert set(changed) == {f.name for f in dataclasses.fields(EngineSpec)}
-    keys = {dataclasses.replace(SPEC, **{name: value}).cache_key()
-            for name, value in changed.items()}
+    keys = {
+        dataclasses.replace(SPEC, **{name: value}).cache_key() for name, value in changed.items()
+    }
     assert len(keys) == len(changed) and key not in keys
 
 
@@ -104,8 +127,9 @@ def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     assert default_engine_cache_dir() == tmp_path / "uhr_seg_ros" / "engines"
 
 
-def test_second_start_loads_the_cached_engine_instead_of_building(tiny_model, tmp_path,
-                                                                  monkeypatch):
+def test_second_start_loads_the_cached_engine_instead_of_building(
+    tiny_model, tmp_path, monkeypatch
+):
     builds = []
 
     def fake_build(model, spec, device):
@@ -117,14 +141,16 @@ def test_second_start_loads_the_cached_engine_instead_of_building(tiny_model, tm
     second = load_or_build_engine(tiny_model, SPEC, tmp_path, torch.device("cpu"))
     assert first == second == b"serialized-engine" and builds == [SPEC]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [SPEC.file_name(), SPEC.file_name().replace(".engine", ".json")])
+        [SPEC.file_name(), SPEC.file_name().replace(".engine", ".json")]
+    )
     other = dataclasses.replace(SPEC, patch_size=512)
     load_or_build_engine(tiny_model, other, tmp_path, torch.device("cpu"))
     assert builds == [SPEC, other]
 
 
-def test_engine_build_failure_skips_tensorrt_with_the_error(tiny_model, tmp_path, monkeypatch,
-                                                            caplog):
+def test_engine_build_failure_skips_tensorrt_with_the_error(
+    tiny_model, tmp_path, monkeypatch, caplog
+):
     fake_libs = (SimpleNamespace(__version__="2.5.0"), SimpleNamespace(__version__="10.3.0"))
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: fake_libs)
     monkeypatch.setattr(trt_backend.torch.cuda, "is_available", lambda: True)
@@ -136,10 +162,13 @@ def test_engine_build_failure_skips_tensorrt_with_the_error(tiny_model, tmp_path
 
     monkeypatch.setattr(trt_backend, "build_engine", failing_build)
     caplog.set_level(logging.WARNING, logger="uhr_seg_ros.backends")
-    backend = create_backend(tiny_model, ("tensorrt", "cpu"), patch_sizes=(64,),
-                             engine_cache_dir=tmp_path)
+    backend = create_backend(
+        tiny_model, ("tensorrt", "cpu"), patch_sizes=(64,), engine_cache_dir=tmp_path
+    )
     assert backend.name == "cpu"
-    expected = ("backend 'tensorrt' skipped: engine build failed: RuntimeError: Conversion of "
-                "aten.grid_sampler_2d not supported")
+    expected = (
+        "backend 'tensorrt' skipped: engine build failed: RuntimeError: Conversion of "
+        "aten.grid_sampler_2d not supported"
+    )
     assert [r.getMessage() for r in caplog.records] == [expected]
     assert list(tmp_path.iterdir()) == []  # nothing half-built is cached

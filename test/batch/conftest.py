@@ -31,8 +31,16 @@ def make_archive(root, rasters: bool = True):
         import rasterio
         from rasterio.transform import from_origin
 
-        with rasterio.open(root / "ortho.tif", "w", driver="GTiff", width=90, height=70,
-                           count=3, dtype="uint8", crs="EPSG:32633",
-                           transform=from_origin(500000, 5000000, 0.5, 0.5)) as ds:
+        with rasterio.open(
+            root / "ortho.tif",
+            "w",
+            driver="GTiff",
+            width=90,
+            height=70,
+            count=3,
+            dtype="uint8",
+            crs="EPSG:32633",
+            transform=from_origin(500000, 5000000, 0.5, 0.5),
+        ) as ds:
             ds.write(rng.integers(0, 256, (3, 70, 90), dtype=np.uint8))
     return root

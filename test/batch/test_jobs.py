@@ -49,8 +49,9 @@ def test_manifest_resumes_only_unchanged_finished_inputs(tmp_path):
     Path(job.output).parent.mkdir(parents=True)
     Path(job.output).write_bytes(b"mask")
     stat = src.stat()
-    manifest.add(Record(job.input, job.output, "ok", input_bytes=stat.st_size,
-                        input_mtime=stat.st_mtime))
+    manifest.add(
+        Record(job.input, job.output, "ok", input_bytes=stat.st_size, input_mtime=stat.st_mtime)
+    )
     reloaded = Manifest(out)
     assert reloaded.is_done(job)
     assert (out / "manifest.csv").read_text().startswith("input,output,status")
@@ -69,9 +70,13 @@ def test_corrupt_manifest_is_a_one_line_error(tmp_path):
 def test_worker_records_a_bad_file_and_keeps_going(tmp_path, checkpoint):
     root = make_archive(tmp_path / "in", rasters=False)
     files = expand_inputs([root], tmp_path / "out")
-    worker = SegmentWorker(SegmenterSettings(model_path=str(checkpoint), backend_order=("cpu",),
-                                             memory_cap_mb=300, patch_size=64),
-                           argparse.Namespace(), threads=1)
+    worker = SegmentWorker(
+        SegmenterSettings(
+            model_path=str(checkpoint), backend_order=("cpu",), memory_cap_mb=300, patch_size=64
+        ),
+        argparse.Namespace(),
+        threads=1,
+    )
     records = [worker.process(job) for job in plan_jobs(files, tmp_path / "out")]
     status = {Path(r.input).name + str(i): r.status for i, r in enumerate(records)}
     assert list(status.values()) == ["ok", "ok", "error", "ok"]

@@ -10,8 +10,9 @@ from conftest import make_archive
 
 from uhr_seg_ros.cli import main
 
-ray = pytest.importorskip("ray", reason="ray is the optional batch extra: pip install "
-                                        "'uhr_seg_ros[batch]'")
+ray = pytest.importorskip(
+    "ray", reason="ray is the optional batch extra: pip install 'uhr_seg_ros[batch]'"
+)
 pytest.importorskip("rasterio", reason="the archive holds a GeoTIFF (geo extra)")
 
 pytestmark = pytest.mark.slow  # a Ray cluster and two model loads: ~15-30 s on 2 cores
@@ -19,15 +20,28 @@ pytestmark = pytest.mark.slow  # a Ray cluster and two model loads: ~15-30 s on 
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
 
 def batch(checkpoint, *args):
-    return main(["batch", *map(str, args), "--model", str(checkpoint), "--backend", "cpu",
-                 "--memory-cap-mb", "300", "--patch-size", "64", "--workers", "2"])
+    return main(
+        [
+            "batch",
+            *map(str, args),
+            "--model",
+            str(checkpoint),
+            "--backend",
+            "cpu",
+            "--memory-cap-mb",
+            "300",
+            "--patch-size",
+            "64",
+            "--workers",
+            "2",
+        ]
+    )
 
 
 def test_archive_on_two_workers_then_resume_skips_what_is_done(tmp_path, checkpoint, caplog):

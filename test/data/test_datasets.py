@@ -132,22 +132,26 @@ def test_subset_and_exclusion_keep_names_and_refuse_empty(deepglobe_root: Path) 
 
 
 def test_validate_names_every_bad_sample(deepglobe_root: Path) -> None:
-    (deepglobe_root / "2_mask.png").unlink()                                  # missing mask
+    (deepglobe_root / "2_mask.png").unlink()  # missing mask
     _write_rgb(deepglobe_root / "3_mask.png", np.zeros((8, 16, 3), np.uint8))  # size mismatch
     red = np.zeros((16, 16, 3), np.uint8)
-    red[..., 0] = 255                                                          # unknown colour
+    red[..., 0] = 255  # unknown colour
     _write_rgb(deepglobe_root / "4_mask.png", red)
-    (deepglobe_root / "5_sat.jpg").write_bytes(b"not a jpeg")                  # unreadable
+    (deepglobe_root / "5_sat.jpg").write_bytes(b"not a jpeg")  # unreadable
     _write_rgb(deepglobe_root / "5_mask.png", red)
     dataset = DeepGlobeDataset(deepglobe_root)
     problems = dataset.validate()
     assert len(problems) == 4
     joined = "\n".join(problems)
-    for fragment in ("2_sat.jpg: mask missing", "3_mask.png: size 16x8 does not match",
-                     "4_mask.png: 100.0% of pixels", "5_sat.jpg: unreadable image"):
+    for fragment in (
+        "2_sat.jpg: mask missing",
+        "3_mask.png: size 16x8 does not match",
+        "4_mask.png: 100.0% of pixels",
+        "5_sat.jpg: unreadable image",
+    ):
         assert fragment in joined
     assert dataset[0].name == "1"
-    with pytest.raises(BadSampleError, match="2_sat.jpg"):
+    with pytest.raises(BadSampleError, match=r"2_sat\.jpg"):
         dataset[1]
 
 
@@ -173,7 +177,7 @@ def test_inria_flat_naming_matches_mask_size_and_fctl_split(tmp_path: Path) -> N
     sample = dataset[0]
     assert sample.label.shape == (24, 24) and set(np.unique(sample.label)) == {0, 1}
     assert sample.label[:6].all() and not sample.label[6:].any()
-    assert InriaDataset(tmp_path, "val").names == ["austin29"]   # FCtL validation tile
+    assert InriaDataset(tmp_path, "val").names == ["austin29"]  # FCtL validation tile
     assert InriaDataset(tmp_path, "train").names == ["kitsap11"]
 
 
@@ -192,7 +196,8 @@ def test_folder_dataset_colour_and_id_masks(tmp_path: Path) -> None:
     (tmp_path / "masks").mkdir()
     (tmp_path / "palette.yaml").write_text(
         "classes: [ground, tree, car]\ncolors: [[10, 20, 30], [0, 200, 0], [200, 0, 0]]\n"
-        "ignore_colors: [[255, 255, 255]]\n")
+        "ignore_colors: [[255, 255, 255]]\n"
+    )
     colour = np.zeros((4, 4, 3), np.uint8)
     colour[:] = (10, 20, 30)
     colour[0] = (0, 200, 0)
@@ -211,7 +216,7 @@ def test_folder_dataset_colour_and_id_masks(tmp_path: Path) -> None:
 
 def test_folder_dataset_needs_a_valid_palette(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
-    with pytest.raises(FileNotFoundError, match="palette.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"palette\.yaml"):
         FolderDataset(tmp_path)
     (tmp_path / "palette.yaml").write_text("classes: [a, b]\ncolors: [[0, 0, 0]]\n")
     with pytest.raises(ValueError, match="2 classes and 1 colours"):
@@ -235,7 +240,7 @@ def test_build_dataset_specs(deepglobe_root: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_dataset("inria:/nonexistent/folder")
     (deepglobe_root / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="_sat.jpg"):
+    with pytest.raises(FileNotFoundError, match=r"_sat\.jpg"):
         build_dataset(f"deepglobe:{deepglobe_root / 'empty'}", "all")
 
 
@@ -259,8 +264,9 @@ def test_shared_deepglobe_tiles_parse(deepglobe_dir: Path) -> None:
     assert sorted(name for names in splits for name in names) == sorted(dataset.names)
 
 
-def test_validate_command_lists_bad_files(deepglobe_root: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_command_lists_bad_files(
+    deepglobe_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from uhr_seg_ros.cli import main
 
     assert main(["check-data", f"deepglobe:{deepglobe_root}"]) == 0

@@ -34,8 +34,8 @@ def test_refusals_say_what_is_wrong(tmp_path):
 
 # -- truncated and corrupt compressed files (OpenCV alone decodes a cut-off JPEG into grey rows)
 
-from uhr_seg_ros.data.image_io import ImageDecodeError, check_encoded, decode_rgb  # noqa: E402
-from uhr_seg_ros.paths import models_dir, shared_data_dir  # noqa: E402
+from uhr_seg_ros.data.image_io import ImageDecodeError, check_encoded, decode_rgb
+from uhr_seg_ros.paths import models_dir, shared_data_dir
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def real_bgr() -> np.ndarray:
 @pytest.mark.parametrize("keep", [0.5, 0.9, -1])
 def test_truncated_files_are_refused_as_truncated(tmp_path, real_bgr, suffix, keep):
     encoded = cv2.imencode(suffix, real_bgr)[1].tobytes()
-    cut = encoded[:keep] if keep == -1 else encoded[:int(len(encoded) * keep)]
+    cut = encoded[:keep] if keep == -1 else encoded[: int(len(encoded) * keep)]
     path = tmp_path / f"cut{suffix}"
     path.write_bytes(cut)
     with pytest.raises(ImageDecodeError, match="cut off") as info:

@@ -67,8 +67,8 @@ def test_rgb_to_class_tolerates_jpeg_noise_and_reports_unexpected_colours():
     assert (labels == ids).all() and unexpected == 0.0
 
     odd = rgb.astype(np.uint8).copy()
-    odd[0, 0] = (255, 0, 0)               # red: in no palette
-    odd[0, 1] = DEEPGLOBE_UNKNOWN_COLOR   # "unknown": ignored, but expected
+    odd[0, 0] = (255, 0, 0)  # red: in no palette
+    odd[0, 1] = DEEPGLOBE_UNKNOWN_COLOR  # "unknown": ignored, but expected
     labels, unexpected = rgb_to_class(odd, DEEPGLOBE_PALETTE, DEEPGLOBE_UNKNOWN_COLOR)
     assert labels[0, 0] == IGNORE_INDEX and labels[0, 1] == IGNORE_INDEX
     assert unexpected == pytest.approx(1 / 8)

@@ -40,7 +40,7 @@ def test_crops_have_contract_shapes_and_dtypes() -> None:
     image, label = crops[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert label.shape == (32, 32) and label.dtype == torch.int64
-    assert 0 <= image.min() and image.max() <= 255
+    assert image.min() >= 0 and image.max() <= 255
     assert set(label.unique().tolist()) <= {0, 1}
 
 
@@ -57,18 +57,20 @@ def test_crops_are_deterministic_per_seed_and_epoch() -> None:
 
 
 def test_small_frames_are_padded_with_ignore() -> None:
-    crops = TrainingCrops(_Frames([(10, 12)]), crop_size=32, samples_per_epoch=4,
-                          scale_range=(1.0, 1.0))
+    crops = TrainingCrops(
+        _Frames([(10, 12)]), crop_size=32, samples_per_epoch=4, scale_range=(1.0, 1.0)
+    )
     for index in range(4):
         image, label = crops[index]
-        assert (label == 0).sum() == 10 * 12    # the frame (label 0)
+        assert (label == 0).sum() == 10 * 12  # the frame (label 0)
         assert (label == 255).sum() == 32 * 32 - 10 * 12  # padding is ignored
         assert (image[:, label == 255] == 0).all()
 
 
 def test_scale_jitter_resizes_to_crop_size() -> None:
-    crops = TrainingCrops(_Frames([(200, 200)]), crop_size=40, samples_per_epoch=6,
-                          scale_range=(0.5, 2.0))
+    crops = TrainingCrops(
+        _Frames([(200, 200)]), crop_size=40, samples_per_epoch=6, scale_range=(0.5, 2.0)
+    )
     assert all(crops[i][0].shape == (3, 40, 40) for i in range(6))
 
 
@@ -111,8 +113,9 @@ def test_rejects_bad_arguments() -> None:
 def test_gsd_ratio_zooms_coarse_sources_to_the_model_resolution() -> None:
     frames = _Frames([(64, 64)])
     native = TrainingCrops(frames, crop_size=32, samples_per_epoch=1, scale_range=(1.0, 1.0))
-    coarse = TrainingCrops(frames, crop_size=32, samples_per_epoch=1, scale_range=(1.0, 1.0),
-                           gsd_ratio=2.0)
+    coarse = TrainingCrops(
+        frames, crop_size=32, samples_per_epoch=1, scale_range=(1.0, 1.0), gsd_ratio=2.0
+    )
     # a 2x coarser source: the 32 px crop covers a 16 px window, upsampled
     assert native._random_window(frames[0], np.random.default_rng(0))[0].shape == (32, 32, 3)
     window = coarse._random_window(frames[0], np.random.default_rng(0))[0]
@@ -129,8 +132,7 @@ def test_photometric_jitter_changes_colours_but_not_shape_and_is_seeded() -> Non
     assert first.shape == image.shape and first.dtype == np.uint8
     np.testing.assert_array_equal(first, again)
     assert np.abs(first.astype(int) - image).mean() > 1.0
-    crops = TrainingCrops(_Frames([(40, 40)]), crop_size=16, samples_per_epoch=2,
-                          color_jitter=0.3)
+    crops = TrainingCrops(_Frames([(40, 40)]), crop_size=16, samples_per_epoch=2, color_jitter=0.3)
     plain = TrainingCrops(_Frames([(40, 40)]), crop_size=16, samples_per_epoch=2)
     assert not torch.equal(crops[0][0], plain[0][0])
     torch.testing.assert_close(crops[0][1], plain[0][1])  # labels untouched

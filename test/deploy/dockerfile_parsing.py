@@ -52,8 +52,9 @@ def arg_defaults(instructions: list[Instruction]) -> dict[str, str | None]:
     for instruction in instructions:
         if instruction.keyword == "ARG":
             name, sep, value = instruction.arguments.partition("=")
-            defaults[name.strip()] = shlex.split(value)[0] if sep and value.strip() else (
-                "" if sep else None)
+            defaults[name.strip()] = (
+                shlex.split(value)[0] if sep and value.strip() else ("" if sep else None)
+            )
     return defaults
 
 
@@ -70,8 +71,9 @@ def substitute(text: str, variables: dict[str, str | None]) -> str:
 
 def base_images(instructions: list[Instruction]) -> list[str]:
     """Image references of every ``FROM``, with global ARG defaults substituted."""
-    global_args = arg_defaults(instructions[: next(
-        i for i, ins in enumerate(instructions) if ins.keyword == "FROM")])
+    global_args = arg_defaults(
+        instructions[: next(i for i, ins in enumerate(instructions) if ins.keyword == "FROM")]
+    )
     images = []
     for instruction in instructions:
         if instruction.keyword == "FROM":

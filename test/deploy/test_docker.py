@@ -35,8 +35,9 @@ def _tracked_by_git(path: str) -> bool | None:
     """Whether git tracks ``path`` (a file, or any file under a folder); None without git."""
     if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
         return None
-    result = subprocess.run(["git", "ls-files", "--", path], cwd=REPO_ROOT, check=False,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "ls-files", "--", path], cwd=REPO_ROOT, check=False, capture_output=True, text=True
+    )
     return result.returncode == 0 and bool(result.stdout.strip())
 
 
@@ -67,9 +68,11 @@ def test_copy_sources_exist_and_are_sent(dockerfile) -> None:
             assert not source.startswith(("/", "..")), f"{where}: outside the build context"
             assert (REPO_ROOT / source).exists(), f"{where}: no such path in the repository"
             assert _tracked_by_git(source) is not False, (
-                f"{where}: not committed, so a fresh clone cannot build the image")
+                f"{where}: not committed, so a fresh clone cannot build the image"
+            )
             assert not dockerignore_excludes(IGNORE_PATTERNS, source), (
-                f"{where}: excluded by .dockerignore, the build would fail")
+                f"{where}: excluded by .dockerignore, the build would fail"
+            )
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -80,10 +83,19 @@ def test_image_never_receives_venv_or_data(dockerfile) -> None:
             assert top not in (".", "", ".venv", "shared", "build", "install", "log"), source
 
 
-@pytest.mark.parametrize("path", [".venv/bin/python", ".git/HEAD", "build/lib/x.py",
-                                  "install/setup.bash", "log/latest", "test/conftest.py",
-                                  "uhr_seg_ros/__pycache__/paths.cpython-311.pyc",
-                                  "models/engines/sghrq.engine"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "build/lib/x.py",
+        "install/setup.bash",
+        "log/latest",
+        "test/conftest.py",
+        "uhr_seg_ros/__pycache__/paths.cpython-311.pyc",
+        "models/engines/sghrq.engine",
+    ],
+)
 def test_dockerignore_keeps_out(path: str) -> None:
     assert dockerignore_excludes(IGNORE_PATTERNS, path)
 
@@ -110,8 +122,11 @@ def test_arg_defaults_are_sane(dockerfile) -> None:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_entrypoint_is_installed_and_used(dockerfile) -> None:
     instructions = parse_dockerfile(dockerfile)
-    destinations = {dest for _, sources, dest in copy_sources(instructions)
-                    if sources == ["docker/entrypoint.sh"]}
+    destinations = {
+        dest
+        for _, sources, dest in copy_sources(instructions)
+        if sources == ["docker/entrypoint.sh"]
+    }
     assert len(destinations) == 1
     entrypoints = [i.arguments for i in instructions if i.keyword == "ENTRYPOINT"]
     assert entrypoints and yaml.safe_load(entrypoints[-1]) == [destinations.pop()]
@@ -128,14 +143,16 @@ def test_entrypoint_is_executable() -> None:
 
 
 def test_entrypoint_parses_with_bash() -> None:
-    result = subprocess.run(["bash", "-n", str(ENTRYPOINT)], check=False, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["bash", "-n", str(ENTRYPOINT)], check=False, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_entrypoint_passes_shellcheck() -> None:
-    _assert_linter_passes("apt-get install shellcheck", "shellcheck", "--shell=bash",
-                          str(ENTRYPOINT))
+    _assert_linter_passes(
+        "apt-get install shellcheck", "shellcheck", "--shell=bash", str(ENTRYPOINT)
+    )
 
 
 def _assert_linter_passes(install_hint: str, tool: str, *args: str) -> None:
@@ -178,17 +195,27 @@ def test_compose_gives_gpu_and_host_dds() -> None:
     for name, service in _compose()["services"].items():
         assert service["network_mode"] == "host", f"{name}: DDS discovery needs the host network"
         assert service["ipc"] == "host", f"{name}: Fast DDS shared memory needs the host IPC"
-        devices = (service.get("deploy", {}).get("resources", {}).get("reservations", {})
-                   .get("devices", []))
+        devices = (
+            service.get("deploy", {})
+            .get("resources", {})
+            .get("reservations", {})
+            .get("devices", [])
+        )
         has_gpu = service.get("runtime") == "nvidia" or any(
-            "gpu" in device.get("capabilities", []) for device in devices)
+            "gpu" in device.get("capabilities", []) for device in devices
+        )
         assert has_gpu, f"{name}: no GPU access"
 
 
 def _compose_cli() -> list[str] | None:
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], check=False,
-                                 capture_output=True).returncode == 0:
+    if (
+        docker
+        and subprocess.run(
+            [docker, "compose", "version"], check=False, capture_output=True
+        ).returncode
+        == 0
+    ):
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
@@ -199,8 +226,13 @@ def test_compose_validates_with_docker_compose(profile: str) -> None:
     cli = _compose_cli()
     if cli is None:
         pytest.skip("neither 'docker compose' nor 'docker-compose' is installed")
-    result = subprocess.run([*cli, "-f", str(COMPOSE), "--profile", profile, "config", "-q"],
-                            check=False, capture_output=True, text=True, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "--profile", profile, "config", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -210,8 +242,11 @@ def test_image_imports_and_smoke_tests_itself_at_build_time(dockerfile) -> None:
     instructions = parse_dockerfile(dockerfile)
     runs = [(i, index) for index, i in enumerate(instructions) if i.keyword == "RUN"]
     build = next(index for i, index in runs if "colcon build" in i.arguments)
-    checks = [(i, index) for i, index in runs
-              if 'import torch, torch_tensorrt, uhr_seg_ros' in i.arguments]
+    checks = [
+        (i, index)
+        for i, index in runs
+        if "import torch, torch_tensorrt, uhr_seg_ros" in i.arguments
+    ]
     assert checks, "no RUN step imports torch, torch_tensorrt and uhr_seg_ros"
     check, where = checks[0]
     assert where > build, "the import check must run on the built package"

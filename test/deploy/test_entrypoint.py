@@ -20,7 +20,8 @@ CONFIG = REPO_ROOT / "config"
 
 def _load_prebuild():
     spec = importlib.util.spec_from_file_location(
-        "prebuild_engines", REPO_ROOT / "docker" / "prebuild_engines.py")
+        "prebuild_engines", REPO_ROOT / "docker" / "prebuild_engines.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,8 +41,9 @@ def test_launch_arguments_last_wins_and_reject_garbage() -> None:
 
 
 def test_jetson_preset_prebuilds_its_one_engine(tmp_path: Path) -> None:
-    params = prebuild.launch_params({"params_file": str(CONFIG / "jetson_orin.yaml"),
-                                     "model": "/models/run7.pt"})
+    params = prebuild.launch_params(
+        {"params_file": str(CONFIG / "jetson_orin.yaml"), "model": "/models/run7.pt"}
+    )
     commands = prebuild.export_commands(params, tmp_path)
     assert len(commands) == 1
     command = commands[0]
@@ -62,9 +64,13 @@ def test_unpinned_patch_prebuilds_every_engine_the_node_loads(tmp_path: Path) ->
     assert all("--model" not in c for c in prebuild.export_commands(params, tmp_path))
 
 
-@pytest.mark.parametrize("arguments", [{"params_file": str(CONFIG / "cpu_bench.yaml")},
-                                       {"params_file": str(CONFIG / "jetson_orin.yaml"),
-                                        "backend": "cuda,tensorrt"}])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"params_file": str(CONFIG / "cpu_bench.yaml")},
+        {"params_file": str(CONFIG / "jetson_orin.yaml"), "backend": "cuda,tensorrt"},
+    ],
+)
 def test_no_engine_unless_tensorrt_comes_first(arguments: dict, tmp_path: Path) -> None:
     assert prebuild.export_commands(prebuild.launch_params(arguments), tmp_path) == []
 
@@ -84,42 +90,56 @@ def container(tmp_path: Path) -> dict[str, str]:
     bin_dir.mkdir()
     for tool in ("ros2", "python3"):
         script = bin_dir / tool
-        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "$CALLS"\n'
-                          'echo "$FASTDDS_DEFAULT_PROFILES_FILE $FASTRTPS_DEFAULT_PROFILES_FILE"'
-                          ' >> "$CALLS.env"\n'
-                          f'[ "{tool}" = python3 ] && exit "${{PREBUILD_STATUS:-0}}"\nexit 0\n')
+        script.write_text(
+            f'#!/bin/sh\necho "{tool} $*" >> "$CALLS"\n'
+            'echo "$FASTDDS_DEFAULT_PROFILES_FILE $FASTRTPS_DEFAULT_PROFILES_FILE"'
+            ' >> "$CALLS.env"\n'
+            f'[ "{tool}" = python3 ] && exit "${{PREBUILD_STATUS:-0}}"\nexit 0\n'
+        )
         script.chmod(0o755)
     share = tmp_path / "install" / "share" / "uhr_seg_ros"
     share.mkdir(parents=True)
     (share / "config").symlink_to(CONFIG)
     (tmp_path / "install" / "setup.bash").write_text(f'PATH="{bin_dir}:$PATH"\n')
-    return {"PATH": os.environ["PATH"], "UHR_SEG_WS": str(tmp_path),
-            "CALLS": str(tmp_path / "calls.log")}
+    return {
+        "PATH": os.environ["PATH"],
+        "UHR_SEG_WS": str(tmp_path),
+        "CALLS": str(tmp_path / "calls.log"),
+    }
 
 
 def _start(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    result = subprocess.run(["bash", str(ENTRYPOINT), *args], check=False, env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", str(ENTRYPOINT), *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     calls = Path(env["CALLS"])
     return result, calls.read_text().splitlines() if calls.exists() else []
 
 
 def test_entrypoint_prebuilds_then_launches_with_preset_model_and_user_args(
-        container: dict[str, str], tmp_path: Path) -> None:
+    container: dict[str, str], tmp_path: Path
+) -> None:
     model = tmp_path / "run7.pt"
     model.write_bytes(b"checkpoint")
     env = {**container, "UHR_SEG_PRESET": "jetson_orin", "UHR_SEG_MODEL": str(model)}
     result, calls = _start(env, "image_topic:=/cam/image")
     assert result.returncode == 0, result.stderr
     share_config = Path(container["UHR_SEG_WS"]) / "install/share/uhr_seg_ros/config"
-    expected = (f"params_file:={share_config}/jetson_orin.yaml model:={model} "
-                "image_topic:=/cam/image")
-    assert calls == [f"python3 {container['UHR_SEG_WS']}/prebuild_engines.py {expected}",
-                     f"ros2 launch uhr_seg_ros seg.launch.py {expected}"]
+    expected = (
+        f"params_file:={share_config}/jetson_orin.yaml model:={model} image_topic:=/cam/image"
+    )
+    assert calls == [
+        f"python3 {container['UHR_SEG_WS']}/prebuild_engines.py {expected}",
+        f"ros2 launch uhr_seg_ros seg.launch.py {expected}",
+    ]
 
 
-def test_entrypoint_launches_even_when_the_engine_build_fails(
-        container: dict[str, str]) -> None:
+def test_entrypoint_launches_even_when_the_engine_build_fails(container: dict[str, str]) -> None:
     result, calls = _start({**container, "PREBUILD_STATUS": "1"})
     assert result.returncode == 0
     assert calls[-1].startswith("ros2 launch uhr_seg_ros seg.launch.py params_file:=")
@@ -132,7 +152,8 @@ def test_entrypoint_skips_prebuild_when_asked(container: dict[str, str]) -> None
 
 
 def test_entrypoint_refuses_unknown_preset_and_lists_the_real_ones(
-        container: dict[str, str]) -> None:
+    container: dict[str, str],
+) -> None:
     result, calls = _start({**container, "UHR_SEG_PRESET": "orin"})
     assert result.returncode == 2 and calls == []
     assert "jetson_orin" in result.stderr and "cpu_bench" in result.stderr
@@ -144,12 +165,10 @@ def test_entrypoint_refuses_a_model_that_is_not_mounted(container: dict[str, str
     assert "UHR_SEG_MODELS_DIR" in result.stderr
 
 
-def test_entrypoint_runs_other_commands_in_the_ros_environment(
-        container: dict[str, str]) -> None:
+def test_entrypoint_runs_other_commands_in_the_ros_environment(container: dict[str, str]) -> None:
     _, calls = _start(container, "ros2", "bag", "record", "/uhr_seg/mask")
     assert calls == ["ros2 bag record /uhr_seg/mask"]
-    profile = (f"{container['UHR_SEG_WS']}/install/share/uhr_seg_ros/config/"
-               "fastdds_large_images.xml")
+    profile = f"{container['UHR_SEG_WS']}/install/share/uhr_seg_ros/config/fastdds_large_images.xml"
     assert Path(container["CALLS"] + ".env").read_text().split() == [profile, profile]
 
 

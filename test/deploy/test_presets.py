@@ -92,11 +92,14 @@ def test_preset_loads_through_rcl_params_file_parser(name: str) -> None:
     from rclpy.node import Node
 
     context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--params-file", str(CONFIG / f"{name}.yaml")],
-               context=context)
+    rclpy.init(args=["--ros-args", "--params-file", str(CONFIG / f"{name}.yaml")], context=context)
     try:
-        node = Node("uhr_seg", namespace="uhr_seg", context=context,
-                    automatically_declare_parameters_from_overrides=True)
+        node = Node(
+            "uhr_seg",
+            namespace="uhr_seg",
+            context=context,
+            automatically_declare_parameters_from_overrides=True,
+        )
         loaded = {n: node.get_parameter(n).value for n in PARAM_NAMES if node.has_parameter(n)}
         node.destroy_node()
     finally:

@@ -102,7 +102,7 @@ def test_confusion_picture_normalises_rows_and_greys_absent_classes() -> None:
     top = picture.shape[0] - 3 * 64
     left = picture.shape[1] - 3 * 64
     corner = lambda i, j: tuple(picture[top + i * 64 + 2, left + j * 64 + 2])  # noqa: E731
-    assert corner(1, 0) == (200, 200, 200)                     # no water in the truth
+    assert corner(1, 0) == (200, 200, 200)  # no water in the truth
     assert corner(0, 0)[0] > corner(2, 0)[0] > corner(0, 1)[0]  # 90 % > 50 % > 10 %
 
 
@@ -114,17 +114,18 @@ def test_comparison_picture_panels() -> None:
     image = np.full((40, 60, 3), 200, np.uint8)
     picture = comparison_picture(image, truth, prediction, INRIA_PALETTE, INRIA_CLASSES)
     assert picture.dtype == np.uint8 and picture.shape == (26 + 40 + 26, 4 * 60 + 3 * 6, 3)
-    errors = picture[26:66, 3 * 66:]
-    assert (errors[5:, :30] == (230, 40, 40)).all()         # background called building: red
-    assert (errors[:, 30:] == 90).all()                     # correct: image dimmed (200 * 0.45)
-    assert tuple(errors[0, 0]) == (40, 40, 90)              # ignored
-    assert (picture[26:66, 66 + 30:66 + 60] == 255).all()   # truth panel: building is white
+    errors = picture[26:66, 3 * 66 :]
+    assert (errors[5:, :30] == (230, 40, 40)).all()  # background called building: red
+    assert (errors[:, 30:] == 90).all()  # correct: image dimmed (200 * 0.45)
+    assert tuple(errors[0, 0]) == (40, 40, 90)  # ignored
+    assert (picture[26:66, 66 + 30 : 66 + 60] == 255).all()  # truth panel: building is white
 
 
 def test_large_frames_are_downscaled_for_pictures() -> None:
     truth = np.zeros((3000, 1500), np.uint8)
-    picture = comparison_picture(np.zeros((3000, 1500, 3), np.uint8), truth, truth,
-                                 INRIA_PALETTE, INRIA_CLASSES)
+    picture = comparison_picture(
+        np.zeros((3000, 1500, 3), np.uint8), truth, truth, INRIA_PALETTE, INRIA_CLASSES
+    )
     assert picture.shape[0] == 26 + 768 + 26 and picture.shape[1] == 4 * 384 + 18
 
 
@@ -135,12 +136,24 @@ def test_eval_cli_on_tiny_synthetic_scenes(tmp_path: Path) -> None:
     from uhr_seg_ros.data.palettes import DEEPGLOBE_CLASSES
     from uhr_seg_ros.model import SGHRQConfig, build_model, save_checkpoint
 
-    config = dataclasses.replace(SGHRQConfig.tiny(), num_classes=6,
-                                 class_names=DEEPGLOBE_CLASSES)
+    config = dataclasses.replace(SGHRQConfig.tiny(), num_classes=6, class_names=DEEPGLOBE_CLASSES)
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_model(config))
     out = tmp_path / "eval"
-    code = main(["eval", "--data", "synthetic:2@128", "--model", str(checkpoint),
-                 "--backend", "cpu", "--memory-cap-mb", "400", "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--data",
+            "synthetic:2@128",
+            "--model",
+            str(checkpoint),
+            "--backend",
+            "cpu",
+            "--memory-cap-mb",
+            "400",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == 2 and set(results["per_class_iou"]) == set(DEEPGLOBE_CLASSES)
@@ -158,8 +171,11 @@ def test_eval_names_samples_the_checkpoint_was_trained_on(tmp_path: Path) -> Non
     from uhr_seg_ros.model import SGHRQConfig, build_model, save_checkpoint
 
     model = build_model(SGHRQConfig.tiny())
-    trained = save_checkpoint(tmp_path / "trained.pt", model, training={
-        "training_tiles": ["deepglobe:104113", "deepglobe512:0079"]})
+    trained = save_checkpoint(
+        tmp_path / "trained.pt",
+        model,
+        training={"training_tiles": ["deepglobe:104113", "deepglobe512:0079"]},
+    )
     assert tiles_in_training_data(trained, "deepglobe:/data/dg", ["6399", "104113"]) == ["104113"]
     assert tiles_in_training_data(trained, "deepglobe512:/d", ["0079", "0080"]) == ["0079"]
     assert tiles_in_training_data(trained, "folder:/d", ["104113"]) == []
@@ -170,8 +186,17 @@ def test_eval_names_samples_the_checkpoint_was_trained_on(tmp_path: Path) -> Non
 def test_eval_cli_reports_a_missing_model(tmp_path: Path) -> None:
     from uhr_seg_ros.cli import main
 
-    code = main(["eval", "--data", "synthetic:1@64", "--model", str(tmp_path / "none.pt"),
-                 "--out", str(tmp_path / "eval")])
+    code = main(
+        [
+            "eval",
+            "--data",
+            "synthetic:1@64",
+            "--model",
+            str(tmp_path / "none.pt"),
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     assert code == 1
 
 
@@ -181,7 +206,8 @@ def _default_model_segmenter():
 
     assert default_model_path().is_file(), (
         f"the bundled default model {default_model_path()} is missing (models/MODEL_CARD.md "
-        "says how it is trained)")
+        "says how it is trained)"
+    )
     return Segmenter.from_settings(SegmenterSettings(backend_order=("cpu",)))
 
 
@@ -211,7 +237,8 @@ def test_default_model_beats_majority_baseline_on_synthetic_scenes() -> None:
     from uhr_seg_ros.data.datasets import build_dataset
 
     segmenter = _default_model_segmenter()
-    summary = evaluate(segmenter, build_dataset("synthetic:1@1024", "test"),
-                       progress=False).summary()
+    summary = evaluate(
+        segmenter, build_dataset("synthetic:1@1024", "test"), progress=False
+    ).summary()
     assert summary["miou"] > summary["baseline_miou"] + 0.05
     assert summary["pixel_accuracy"] > summary["baseline_pixel_accuracy"]

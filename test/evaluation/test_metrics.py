@@ -11,19 +11,13 @@ import torch
 from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
 
 # Truth / prediction of a 3×4 image with 3 classes and two ignored pixels (255).
-TRUTH = np.array([[0, 0, 1, 1],
-                  [0, 2, 2, 255],
-                  [1, 1, 2, 255]], np.uint8)
-PREDICTION = np.array([[0, 1, 1, 1],
-                       [0, 2, 0, 2],
-                       [1, 2, 2, 0]], np.uint8)
+TRUTH = np.array([[0, 0, 1, 1], [0, 2, 2, 255], [1, 1, 2, 255]], np.uint8)
+PREDICTION = np.array([[0, 1, 1, 1], [0, 2, 0, 2], [1, 2, 2, 0]], np.uint8)
 # Counted pixels by hand (row = truth, column = prediction):
 #   truth 0: (0,0)->0 (0,1)->1 (1,0)->0          => [2, 1, 0]
 #   truth 1: (0,2)->1 (0,3)->1 (2,0)->1 (2,1)->2 => [0, 3, 1]
 #   truth 2: (1,1)->2 (1,2)->0 (2,2)->2          => [1, 0, 2]
-EXPECTED = np.array([[2, 1, 0],
-                     [0, 3, 1],
-                     [1, 0, 2]])
+EXPECTED = np.array([[2, 1, 0], [0, 3, 1], [1, 0, 2]])
 
 
 def test_matrix_matches_hand_count_and_ignores_255() -> None:
@@ -80,7 +74,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
     metrics = ConfusionMatrix(3)
     with pytest.raises(ValueError, match="same shape"):
         metrics.update(np.zeros((2, 2)), np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="prediction holds class id 7 outside 0..2"):
+    with pytest.raises(ValueError, match=r"prediction holds class id 7 outside 0\.\.2"):
         metrics.update(np.full((2, 2), 7), np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="truth holds class id 5"):
         metrics.update(np.zeros((2, 2)), np.full((2, 2), 5, np.uint8))

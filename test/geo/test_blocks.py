@@ -19,8 +19,9 @@ def test_blocks_reproduce_the_global_windows_and_tile_the_axis(length, patch, st
         assert a.own_stop == b.own_start and b.read_start > a.read_start
     for span in spans:
         local = [span.read_start + s for s in tile_starts(span.read_length, patch, stride)]
-        inside = [s for s in starts if span.read_start <= s and s + min(patch, length)
-                  <= span.read_stop]
+        inside = [
+            s for s in starts if span.read_start <= s and s + min(patch, length) <= span.read_stop
+        ]
         assert local == inside  # same windows as the whole raster, none extra
         for y in range(span.own_start, span.own_stop):  # every covering window is inside
             covering = [s for s in starts if s <= y < s + patch]

@@ -44,14 +44,17 @@ def test_mask_equals_in_memory_segment_of_the_same_pixels(segmenter, rgb8, rgb8_
     assert segmenter.settings.patch_size == 64 and segmenter.settings.batch_size == 2  # unpinned
 
 
-def test_georeferencing_colour_table_and_class_names_are_written(segmenter, rgb8_file,
-                                                                tmp_path):
+def test_georeferencing_colour_table_and_class_names_are_written(segmenter, rgb8_file, tmp_path):
     out = tmp_path / "mask.tif"
     with RasterSource(rgb8_file) as source:
         segment_raster(segmenter, source, out, block_size=BLOCK)
     with rasterio.open(rgb8_file) as src, rasterio.open(out) as ds:
-        assert (ds.crs, ds.transform, ds.width, ds.height) == (src.crs, src.transform,
-                                                               src.width, src.height)
+        assert (ds.crs, ds.transform, ds.width, ds.height) == (
+            src.crs,
+            src.transform,
+            src.width,
+            src.height,
+        )
         assert ds.dtypes[0] == "uint8" and ds.nodata == MASK_NODATA and ds.count == 1
         assert ds.profile["tiled"] and ds.compression.name.lower() == "deflate"
         assert json.loads(ds.tags()["CLASS_NAMES"]) == list(segmenter.class_names)
@@ -110,10 +113,13 @@ def test_float_input_percentile_stretch_ignores_nodata(tmp_path):
     assert not valid[:10].any() and valid[10:].all() and image.dtype == np.uint8
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"bands": (5, 2, 1)}, "has only 3 band"),
-    ({"rescale": Rescale("none")}, "pass --rescale"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"bands": (5, 2, 1)}, "has only 3 band"),
+        ({"rescale": Rescale("none")}, "pass --rescale"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path, kwargs, message):
     path = tmp_path / "u16.tif"
     write_raster(path, np.ones((3, 8, 8), dtype=np.uint16))
@@ -140,8 +146,13 @@ def test_overviews_give_a_cloud_optimized_geotiff(segmenter, tmp_path):
     path, out = tmp_path / "big.tif", tmp_path / "cog.tif"
     write_raster(path, (smooth_image(600, 1100) * 255).astype(np.uint8))  # > 2 COG tiles
     with RasterSource(path) as source:
-        segment_raster(make_segmenter(segmenter.model, patch_size=256, overlap=32), source,
-                       out, block_size=2048, overviews=True)
+        segment_raster(
+            make_segmenter(segmenter.model, patch_size=256, overlap=32),
+            source,
+            out,
+            block_size=2048,
+            overviews=True,
+        )
     with rasterio.open(out) as ds:
         assert ds.overviews(1)[0] == 2 and ds.colormap(1)[0][:3] == segmenter.palette[0]
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

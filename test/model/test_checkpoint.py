@@ -14,8 +14,12 @@ from uhr_seg_ros.model import (
 
 
 def test_round_trip_gives_identical_outputs_and_a_frozen_eval_model(tiny_model, patches, tmp_path):
-    path = save_checkpoint(tmp_path / "m.pt", tiny_model, palette=[[0, 0, 0], [1, 2, 3], [4, 5, 6]],
-                           training={"iterations": 7})
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        tiny_model,
+        palette=[[0, 0, 0], [1, 2, 3], [4, 5, 6]],
+        training={"iterations": 7},
+    )
     loaded = load_checkpoint(path)
     assert loaded.config == tiny_model.config
     assert not loaded.training and loaded.memory.frozen
@@ -87,13 +91,13 @@ def test_foreign_architectures_are_refused(tiny_model, tmp_path):
     del payload["state_dict"]["query.mlp.0.0.weight"]
     payload["state_dict"]["head.fc.weight"] = torch.zeros(2)
     torch.save(payload, tmp_path / "keys.pt")
-    with pytest.raises(CheckpointError, match="unexpected keys.*missing keys"):
+    with pytest.raises(CheckpointError, match=r"unexpected keys.*missing keys"):
         load_checkpoint(tmp_path / "keys.pt")
 
     payload = torch.load(path, weights_only=True)
     payload["config"]["backbone"] = "resnet50"
     torch.save(payload, tmp_path / "config.pt")
-    with pytest.raises(CheckpointError, match="invalid model config.*backbone"):
+    with pytest.raises(CheckpointError, match=r"invalid model config.*backbone"):
         load_checkpoint(tmp_path / "config.pt")
 
 

@@ -15,18 +15,21 @@ def test_dict_round_trip_preserves_every_field():
 def test_unknown_key_is_refused_with_the_valid_keys_listed():
     data = SGHRQConfig.tiny().to_dict()
     data["num_clases"] = 4
-    with pytest.raises(ValueError, match="num_clases.*valid keys"):
+    with pytest.raises(ValueError, match=r"num_clases.*valid keys"):
         SGHRQConfig.from_dict(data)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"num_classes": 0}, "num_classes"),
-    ({"num_classes": 255}, "255"),
-    ({"class_names": ("a", "b")}, "one name per class"),
-    ({"downscale": 8}, "downscale"),
-    ({"stdc_widths": (4, 8, 12, 16)}, "multiples of 8"),
-    ({"memory_momentum": 1.0}, "memory_momentum"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": 255}, "255"),
+        ({"class_names": ("a", "b")}, "one name per class"),
+        ({"downscale": 8}, "downscale"),
+        ({"stdc_widths": (4, 8, 12, 16)}, "multiples of 8"),
+        ({"memory_momentum": 1.0}, "memory_momentum"),
+    ],
+)
 def test_invalid_values_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(SGHRQConfig.tiny(num_classes=3), **change)

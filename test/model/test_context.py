@@ -28,13 +28,13 @@ def test_each_region_lands_at_its_place_in_the_ring():
     cuts = [0, m, m + patch, g]
     for i in range(3):
         for j in range(3):
-            region[cuts[i]:cuts[i + 1], cuts[j]:cuts[j + 1]] = 3 * i + j
+            region[cuts[i] : cuts[i + 1], cuts[j] : cuts[j + 1]] = 3 * i + j
     out = squeeze_context(region.expand(1, 3, g, g).clone(), spec, patch)
     assert out.shape == (1, 3, patch, patch)
     places = [0, r, r + d, patch]
     for i in range(3):
         for j in range(3):
-            block = out[0, :, places[i] + 1:places[i + 1] - 1, places[j] + 1:places[j + 1] - 1]
+            block = out[0, :, places[i] + 1 : places[i + 1] - 1, places[j] + 1 : places[j + 1] - 1]
             torch.testing.assert_close(block, torch.full_like(block, 3.0 * i + j))
 
 

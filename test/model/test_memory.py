@@ -7,8 +7,9 @@ import torch
 from uhr_seg_ros.model.memory import MemoryBank
 
 
-def _hand_write(old: np.ndarray, feats: np.ndarray, labels: np.ndarray, momentum: float,
-                initialised: np.ndarray) -> np.ndarray:
+def _hand_write(
+    old: np.ndarray, feats: np.ndarray, labels: np.ndarray, momentum: float, initialised: np.ndarray
+) -> np.ndarray:
     """The paper's rule, pixel by pixel, in float64."""
     new = old.copy()
     for c in range(old.shape[0]):
@@ -27,8 +28,7 @@ def _hand_write(old: np.ndarray, feats: np.ndarray, labels: np.ndarray, momentum
 def test_write_rule_matches_a_hand_computation():
     bank = MemoryBank(num_classes=3, dim=2, feat_channels=4, momentum=0.9)
     # One image, 2x2 feature cells of width 2; class 2 absent, one cell ignored (255).
-    feats = torch.tensor([[[[1.0, 2.0], [0.0, 3.0]],
-                           [[0.0, 1.0], [1.0, -1.0]]]])  # (1, D=2, 2, 2)
+    feats = torch.tensor([[[[1.0, 2.0], [0.0, 3.0]], [[0.0, 1.0], [1.0, -1.0]]]])  # (1, D=2, 2, 2)
     labels = torch.tensor([[[0, 0], [1, 255]]])
     flat_feats = feats[0].permute(1, 2, 0).reshape(-1, 2).double().numpy()
     flat_labels = labels.reshape(-1).numpy()
@@ -39,13 +39,17 @@ def test_write_rule_matches_a_hand_computation():
     np.testing.assert_allclose(expected[0], [1.5, 0.5])  # mean of (1, 0) and (2, 1)
     assert bank.initialised.tolist() == [True, True, False]
 
-    feats2 = torch.tensor([[[[2.0, -1.0], [4.0, 0.5]],
-                            [[1.0, 3.0], [1.0, 2.0]]]])
+    feats2 = torch.tensor([[[[2.0, -1.0], [4.0, 0.5]], [[1.0, 3.0], [1.0, 2.0]]]])
     labels2 = torch.tensor([[[0, 1], [1, 2]]])
     before = bank.prototypes.double().numpy()
     bank.write(feats2, labels2)  # momentum update for 0 and 1, first write for 2
-    expected2 = _hand_write(before, feats2[0].permute(1, 2, 0).reshape(-1, 2).double().numpy(),
-                            labels2.reshape(-1).numpy(), 0.9, np.array([True, True, False]))
+    expected2 = _hand_write(
+        before,
+        feats2[0].permute(1, 2, 0).reshape(-1, 2).double().numpy(),
+        labels2.reshape(-1).numpy(),
+        0.9,
+        np.array([True, True, False]),
+    )
     np.testing.assert_allclose(bank.prototypes.numpy(), expected2, atol=1e-6)
     # class 0 saw one pixel: weight 1, so new = 0.9 old + 0.1 f
     np.testing.assert_allclose(expected2[0], 0.9 * before[0] + 0.1 * np.array([2.0, 1.0]))

@@ -17,10 +17,17 @@ def test_forward_train_returns_every_head_at_its_stride(patches):
     model = build_model(SGHRQConfig.tiny(num_classes=4)).train()
     out = model.forward_train(patches, torch.randint(0, 4, (2, 64, 64)))
     expected = {
-        "logits": (2, 4, 64, 64), "aspp": (2, 4, 2, 2), "aux8": (2, 4, 8, 8),
-        "aux16": (2, 4, 4, 4), "aux16_m": (2, 4, 4, 4), "semantic_features": (2, 16, 2, 2),
-        "fcn": (2, 4, 2, 2), "sr": (2, 3, 32, 32), "sr_target": (2, 3, 32, 32),
-        "affinity_shallow": (2, 8, 2, 2), "affinity_semantic": (2, 8, 2, 2),
+        "logits": (2, 4, 64, 64),
+        "aspp": (2, 4, 2, 2),
+        "aux8": (2, 4, 8, 8),
+        "aux16": (2, 4, 4, 4),
+        "aux16_m": (2, 4, 4, 4),
+        "semantic_features": (2, 16, 2, 2),
+        "fcn": (2, 4, 2, 2),
+        "sr": (2, 3, 32, 32),
+        "sr_target": (2, 3, 32, 32),
+        "affinity_shallow": (2, 8, 2, 2),
+        "affinity_semantic": (2, 8, 2, 2),
     }
     assert {k: tuple(v.shape) for k, v in out.items()} == expected
     out["logits"].sum().backward()
@@ -49,11 +56,14 @@ def test_normalisation_is_inside_the_network(tiny_model):
     assert seen["x"].abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((1, 4, 64, 64), r"\(B, 3, H, W\)"),
-    ((3, 64, 64), r"\(B, 3, H, W\)"),
-    ((1, 3, 64, 70), "multiple of 32"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((1, 4, 64, 64), r"\(B, 3, H, W\)"),
+        ((3, 64, 64), r"\(B, 3, H, W\)"),
+        ((1, 3, 64, 70), "multiple of 32"),
+    ],
+)
 def test_bad_input_gets_an_actionable_error(tiny_model, shape, message):
     with pytest.raises(ValueError, match=message):
         tiny_model(torch.zeros(shape))

@@ -19,9 +19,11 @@ from uhr_seg_ros.ros.ament_prefix import marker_path
 #: tests and the ``ros2`` processes they start, as ``source .venv/bin/activate`` does.
 VENV_PREFIX = Path(sys.prefix)
 if marker_path(VENV_PREFIX).is_file() and str(VENV_PREFIX) not in os.environ.get(
-        "AMENT_PREFIX_PATH", "").split(os.pathsep):
+    "AMENT_PREFIX_PATH", ""
+).split(os.pathsep):
     os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(
-        p for p in (str(VENV_PREFIX), os.environ.get("AMENT_PREFIX_PATH", "")) if p)
+        p for p in (str(VENV_PREFIX), os.environ.get("AMENT_PREFIX_PATH", "")) if p
+    )
 
 
 @pytest.fixture(scope="session")

@@ -39,14 +39,22 @@ def _frame(height: int, width: int, seed: int) -> np.ndarray:
 
 def _raw(index: int, height: int, width: int, encoding: str = "rgb8") -> bytes:
     pixels = _frame(height, width, index)
-    msg = Image(header=_header(index), height=height, width=width, encoding=encoding,
-                is_bigendian=0, step=width * 3, data=pixels.reshape(-1))
+    msg = Image(
+        header=_header(index),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * 3,
+        data=pixels.reshape(-1),
+    )
     return TYPES.serialize_cdr(msg, Image.__msgtype__)
 
 
 def _compressed(index: int, payload: bytes) -> bytes:
-    msg = CompressedImage(header=_header(index), format="jpeg",
-                          data=np.frombuffer(payload, dtype=np.uint8))
+    msg = CompressedImage(
+        header=_header(index), format="jpeg", data=np.frombuffer(payload, dtype=np.uint8)
+    )
     return TYPES.serialize_cdr(msg, CompressedImage.__msgtype__)
 
 
@@ -66,8 +74,7 @@ def recorded_bag(tmp_path: Path, request) -> tuple[Path, dict[str, list]]:
     expected: dict[str, list] = {RAW: [], COMPRESSED: []}
     with Writer(path, version=8, storage_plugin=STORAGES[storage]) as writer:
         raw = writer.add_connection(RAW, Image.__msgtype__, typestore=TYPES)
-        compressed = writer.add_connection(COMPRESSED, CompressedImage.__msgtype__,
-                                           typestore=TYPES)
+        compressed = writer.add_connection(COMPRESSED, CompressedImage.__msgtype__, typestore=TYPES)
         other = writer.add_connection(OTHER, String.__msgtype__, typestore=TYPES)
         t = 1_000_000_000
         for i, (h, w) in enumerate([(48, 64), (40, 72), (48, 64)]):
@@ -76,10 +83,17 @@ def recorded_bag(tmp_path: Path, request) -> tuple[Path, dict[str, list]]:
         for i, (h, w) in enumerate([(56, 40), (32, 32)], start=10):
             writer.write(compressed, t + i, _compressed(i, _jpeg(h, w, i)))
             expected[COMPRESSED].append((t + i, i, h, w))
-        writer.write(raw, t + 20, _raw(20, 48, 64)[:-100])               # truncated CDR
+        writer.write(raw, t + 20, _raw(20, 48, 64)[:-100])  # truncated CDR
         writer.write(compressed, t + 21, _compressed(21, b"neither JPEG nor PNG"))
-        broken = Image(header=_header(22), height=48, width=64, encoding="rgb8",
-                       is_bigendian=0, step=64 * 3, data=np.zeros(100, np.uint8))
+        broken = Image(
+            header=_header(22),
+            height=48,
+            width=64,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=64 * 3,
+            data=np.zeros(100, np.uint8),
+        )
         writer.write(raw, t + 22, TYPES.serialize_cdr(broken, Image.__msgtype__))
         writer.write(other, t + 30, TYPES.serialize_cdr(String(data="ok"), String.__msgtype__))
     return path, expected
@@ -89,8 +103,10 @@ def recorded_bag(tmp_path: Path, request) -> tuple[Path, dict[str, list]]:
 def segmenter(tmp_path_factory) -> Segmenter:
     from uhr_seg_ros.model import SGHRQConfig, build_model, save_checkpoint
 
-    path = save_checkpoint(tmp_path_factory.mktemp("replay") / "tiny.pt",
-                           build_model(SGHRQConfig.tiny(num_classes=NUM_CLASSES)))
+    path = save_checkpoint(
+        tmp_path_factory.mktemp("replay") / "tiny.pt",
+        build_model(SGHRQConfig.tiny(num_classes=NUM_CLASSES)),
+    )
     settings = SegmenterSettings(backend_order=("cpu",), memory_cap_mb=300, patch_size=64)
     return Segmenter.from_settings(settings, model=load_checkpoint(path))
 
@@ -101,12 +117,12 @@ def _read_masks(bag: Path) -> dict[str, list]:
         for connection, timestamp, raw in reader.messages():
             assert connection.msgtype == Image.__msgtype__
             out.setdefault(connection.topic, []).append(
-                (timestamp, TYPES.deserialize_cdr(raw, connection.msgtype)))
+                (timestamp, TYPES.deserialize_cdr(raw, connection.msgtype))
+            )
     return out
 
 
-def test_an_inference_failure_loses_only_that_frame(recorded_bag, segmenter, tmp_path,
-                                                    monkeypatch):
+def test_an_inference_failure_loses_only_that_frame(recorded_bag, segmenter, tmp_path, monkeypatch):
     in_bag, _ = recorded_bag
     real_segment, calls = segmenter.segment, []
 
@@ -137,12 +153,18 @@ def test_replay_writes_one_mask_per_good_frame_with_its_stamp(recorded_bag, segm
     for topic, frames in expected.items():
         written = masks[mask_topic_for(topic)]
         assert len(written) == len(frames)
-        for (timestamp, msg), (want_time, index, height, width) in zip(written, frames):
+        for (timestamp, msg), (want_time, index, height, width) in zip(
+            written, frames, strict=False
+        ):
             assert timestamp == want_time
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (100 + index, 1000 * index)
             assert msg.header.frame_id == f"cam_{index}"
-            assert (msg.height, msg.width, msg.encoding, msg.step) == (height, width, "mono8",
-                                                                        width)
+            assert (msg.height, msg.width, msg.encoding, msg.step) == (
+                height,
+                width,
+                "mono8",
+                width,
+            )
             assert msg.data.size == height * width
             assert msg.data.max() < NUM_CLASSES
     # The output keeps the input's storage format.
@@ -152,8 +174,9 @@ def test_replay_writes_one_mask_per_good_frame_with_its_stamp(recorded_bag, segm
 
 def test_topic_selection_and_refusals(recorded_bag, segmenter, tmp_path):
     in_bag, expected = recorded_bag
-    report = replay_bag(in_bag, tmp_path / "only_jpeg", segmenter, topics=[COMPRESSED],
-                        storage="sqlite3")
+    report = replay_bag(
+        in_bag, tmp_path / "only_jpeg", segmenter, topics=[COMPRESSED], storage="sqlite3"
+    )
     assert report.topics == {COMPRESSED: "/down/image/mask"}
     assert report.masks_written == len(expected[COMPRESSED])
     assert set(_read_masks(tmp_path / "only_jpeg")) == {"/down/image/mask"}
@@ -175,9 +198,22 @@ def test_mask_topic_names():
 def test_cli_replays_with_a_checkpoint(recorded_bag, tiny_checkpoint, tmp_path, capsys):
     in_bag, expected = recorded_bag
     out_bag = tmp_path / "cli_out"
-    code = cli_main(["replay", str(in_bag), "--out", str(out_bag), "--model",
-                     str(tiny_checkpoint), "--backend", "cpu", "--memory-cap-mb", "300",
-                     "--topic", RAW])
+    code = cli_main(
+        [
+            "replay",
+            str(in_bag),
+            "--out",
+            str(out_bag),
+            "--model",
+            str(tiny_checkpoint),
+            "--backend",
+            "cpu",
+            "--memory-cap-mb",
+            "300",
+            "--topic",
+            RAW,
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "5 frames read, 3 masks written" in printed

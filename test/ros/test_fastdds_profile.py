@@ -48,7 +48,7 @@ def test_profile_declares_a_large_shared_memory_transport():
     # Fast DDS refuses a transport whose largest message exceeds its segment.
     assert max_message <= segment
     # A 5000×5000 rgb8 frame (the largest we publish whole) plus its header fits one message.
-    assert 5000 * 5000 * 3 + 1024 < max_message
+    assert max_message > 5000 * 5000 * 3 + 1024
 
 
 def test_default_participant_uses_only_that_transport():
@@ -58,15 +58,24 @@ def test_default_participant_uses_only_that_transport():
     participant = participants[0]
     assert participant.get("is_default_profile") == "true"
     transport_id = root.findtext(
-        "f:transport_descriptors/f:transport_descriptor/f:transport_id", namespaces=NS)
+        "f:transport_descriptors/f:transport_descriptor/f:transport_id", namespaces=NS
+    )
     used = [e.text for e in participant.findall("f:rtps/f:userTransports/f:transport_id", NS)]
     assert used == [transport_id]
     assert participant.findtext("f:rtps/f:useBuiltinTransports", namespaces=NS) == "false"
 
 
-@pytest.mark.parametrize(("ros_distro", "variable"), [
-    (None, FASTDDS_3_VAR), ("kilted", FASTDDS_3_VAR), ("rolling", FASTDDS_3_VAR),
-    ("humble", FASTDDS_2_VAR), ("iron", FASTDDS_2_VAR), ("jazzy", FASTDDS_2_VAR)])
+@pytest.mark.parametrize(
+    ("ros_distro", "variable"),
+    [
+        (None, FASTDDS_3_VAR),
+        ("kilted", FASTDDS_3_VAR),
+        ("rolling", FASTDDS_3_VAR),
+        ("humble", FASTDDS_2_VAR),
+        ("iron", FASTDDS_2_VAR),
+        ("jazzy", FASTDDS_2_VAR),
+    ],
+)
 def test_the_variable_matches_the_distribution_fast_dds(ros_distro, variable):
     environ = {"PATH": "/bin"} | ({"ROS_DISTRO": ros_distro} if ros_distro else {})
     assert profile_variables(environ) == {variable: str(large_image_profile())}
@@ -110,17 +119,42 @@ def test_best_effort_4k_frames_cross_processes_with_the_profile(tmp_path):
     width, height, count = 3840, 2160, 6
     # A smooth picture: a 4K PNG of it writes and reads in milliseconds.
     ramp = np.linspace(0, 255, width, dtype=np.float32).astype(np.uint8)
-    cv2.imwrite(str(tmp_path / "frame_4k.png"), np.broadcast_to(ramp[None, :, None],
-                                                                 (height, width, 3)).copy())
+    cv2.imwrite(
+        str(tmp_path / "frame_4k.png"),
+        np.broadcast_to(ramp[None, :, None], (height, width, 3)).copy(),
+    )
     env = with_large_image_profile(os.environ)
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(count), "60"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, str(count), "60"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         source = subprocess.run(
-            [sys.executable, "-m", "uhr_seg_ros.ros.demo_source", "--ros-args",
-             "-r", "image:=large_image_probe", "-p", f"source:={tmp_path}",
-             "-p", f"count:={count}", "-p", "rate_hz:=4.0", "-p", "reliability:=best_effort"],
-            env=env, capture_output=True, text=True, timeout=90, check=False)
+            [
+                sys.executable,
+                "-m",
+                "uhr_seg_ros.ros.demo_source",
+                "--ros-args",
+                "-r",
+                "image:=large_image_probe",
+                "-p",
+                f"source:={tmp_path}",
+                "-p",
+                f"count:={count}",
+                "-p",
+                "rate_hz:=4.0",
+                "-p",
+                "reliability:=best_effort",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
         out, err = receiver.communicate(timeout=90)
     finally:
         receiver.kill()

@@ -29,8 +29,14 @@ def make_msg(pixels: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = 
         pixels = pixels.astype(">u2" if bigendian else "<u2")
     rows = pixels.reshape(height, -1).view(np.uint8)
     padded = np.concatenate([rows, np.full((height, pad), 0xAB, np.uint8)], axis=1)
-    return SimpleNamespace(height=height, width=width, encoding=encoding, step=padded.shape[1],
-                           is_bigendian=int(bigendian), data=array.array("B", padded.tobytes()))
+    return SimpleNamespace(
+        height=height,
+        width=width,
+        encoding=encoding,
+        step=padded.shape[1],
+        is_bigendian=int(bigendian),
+        data=array.array("B", padded.tobytes()),
+    )
 
 
 def expected_grey16(values: np.ndarray) -> np.ndarray:
@@ -73,7 +79,9 @@ def test_16_bit_scaling_matches_cv_bridge_rounding():
 
 def test_rgb8_is_a_view_and_out_buffer_is_reused():
     msg = make_msg(RGB, "rgb8")
-    assert np.shares_memory(image_to_rgb(msg, use_cv_bridge=False), np.frombuffer(msg.data, np.uint8))
+    assert np.shares_memory(
+        image_to_rgb(msg, use_cv_bridge=False), np.frombuffer(msg.data, np.uint8)
+    )
     out = np.empty((5, 7, 3), np.uint8)
     result = image_to_rgb(make_msg(RGB[..., ::-1].copy(), "bgr8"), out=out, use_cv_bridge=False)
     assert result is out
@@ -118,8 +126,9 @@ def test_truncated_data():
 
 
 def test_over_max_pixels_is_refused_before_reading_data():
-    msg = SimpleNamespace(height=30000, width=30000, encoding="rgb8", step=90000,
-                          is_bigendian=0, data=b"")
+    msg = SimpleNamespace(
+        height=30000, width=30000, encoding="rgb8", step=90000, is_bigendian=0, data=b""
+    )
     err = _bad(msg, max_pixels=20000 * 20000)
     assert err.reason == "too_large" and "max_frame_pixels" in str(err)
 
@@ -210,7 +219,14 @@ def test_numpy_path_equals_cv_bridge(encoding, pad_pixels):
     pixels = ENCODED[encoding][0]
     pixel_bytes = pixels.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
     fake = make_msg(pixels, encoding, pad=pad_pixels * pixel_bytes)
-    msg = Image(height=fake.height, width=fake.width, encoding=fake.encoding, step=fake.step,
-                is_bigendian=fake.is_bigendian, data=fake.data)
-    np.testing.assert_array_equal(image_to_rgb(msg, use_cv_bridge=True),
-                                  image_to_rgb(msg, use_cv_bridge=False))
+    msg = Image(
+        height=fake.height,
+        width=fake.width,
+        encoding=fake.encoding,
+        step=fake.step,
+        is_bigendian=fake.is_bigendian,
+        data=fake.data,
+    )
+    np.testing.assert_array_equal(
+        image_to_rgb(msg, use_cv_bridge=True), image_to_rgb(msg, use_cv_bridge=False)
+    )

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 install "
-                    "or ../shared/ros2-tools via make setup)")
+pytest.importorskip(
+    "launch_testing",
+    reason="launch_testing is not installed (ROS 2 install or ../shared/ros2-tools via make setup)",
+)
 pytest.importorskip("launch_ros", reason="launch_ros is not installed")
 
 import tempfile
@@ -33,8 +35,11 @@ import launch
 try:
     SHARE = Path(get_package_share_directory("uhr_seg_ros"))
 except PackageNotFoundError:
-    pytest.skip("uhr_seg_ros is not in the ament index: run `make setup` (or colcon build and "
-                "source install/setup.bash)", allow_module_level=True)
+    pytest.skip(
+        "uhr_seg_ros is not in the ament index: run `make setup` (or colcon build and "
+        "source install/setup.bash)",
+        allow_module_level=True,
+    )
 
 NAMESPACE = "uhr_seg_launch_test"
 NUM_CLASSES = 6
@@ -58,22 +63,29 @@ def generate_test_description():
     FRAME.parent.mkdir()
     # A frame with structure (smooth colour regions), so the mask is not one class everywhere.
     yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W]
-    frame = np.stack([(xx * 255 // FRAME_W), (yy * 255 // FRAME_H),
-                      ((xx + yy) % 64) * 4], axis=-1).astype(np.uint8)
+    frame = np.stack(
+        [(xx * 255 // FRAME_W), (yy * 255 // FRAME_H), ((xx + yy) % 64) * 4], axis=-1
+    ).astype(np.uint8)
     cv2.imwrite(str(FRAME), frame)
     seg_launch = SHARE / "launch" / "seg.launch.py"
-    return launch.LaunchDescription([
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(str(seg_launch)),
-            launch_arguments={"demo": "true", "demo_source": str(FRAME.parent),
-                              "model": str(MODEL),
-                              "backend": "cpu", "namespace": NAMESPACE}.items()),
-        launch_testing.actions.ReadyToTest(),
-    ])
+    return launch.LaunchDescription(
+        [
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(str(seg_launch)),
+                launch_arguments={
+                    "demo": "true",
+                    "demo_source": str(FRAME.parent),
+                    "model": str(MODEL),
+                    "backend": "cpu",
+                    "namespace": NAMESPACE,
+                }.items(),
+            ),
+            launch_testing.actions.ReadyToTest(),
+        ]
+    )
 
 
 class TestMasksArrive(unittest.TestCase):
-
     def test_masks_are_the_segmenters_masks_of_the_demo_frame(self):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -87,8 +99,7 @@ class TestMasksArrive(unittest.TestCase):
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         masks = []
-        node.create_subscription(Image, f"/{NAMESPACE}/mask", masks.append,
-                                 topic_qos("reliable"))
+        node.create_subscription(Image, f"/{NAMESPACE}/mask", masks.append, topic_qos("reliable"))
         try:
             deadline = time.monotonic() + MASK_DEADLINE_S
             while len(masks) < 2 and time.monotonic() < deadline:
@@ -101,18 +112,23 @@ class TestMasksArrive(unittest.TestCase):
         from uhr_seg_ros.data.image_io import read_rgb
         from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 
-        expected = Segmenter.from_settings(SegmenterSettings(
-            model_path=str(MODEL), backend_order=("cpu",))).segment(read_rgb(FRAME)).mask
+        expected = (
+            Segmenter.from_settings(
+                SegmenterSettings(model_path=str(MODEL), backend_order=("cpu",))
+            )
+            .segment(read_rgb(FRAME))
+            .mask
+        )
         self.assertGreater(len(np.unique(expected)), 1, "test frame gives a one-class mask")
         for mask in masks:
             self.assertEqual((mask.height, mask.width, mask.encoding), (FRAME_H, FRAME_W, "mono8"))
             self.assertEqual(mask.header.frame_id, "camera")
             np.testing.assert_array_equal(
-                np.frombuffer(mask.data, np.uint8).reshape(FRAME_H, FRAME_W), expected)
+                np.frombuffer(mask.data, np.uint8).reshape(FRAME_H, FRAME_W), expected
+            )
 
 
 @launch_testing.post_shutdown_test()
 class TestCleanShutdown(unittest.TestCase):
-
     def test_every_process_exits_cleanly(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info)

@@ -31,10 +31,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from uhr_seg_ros.failures import OOM_CAP_FACTOR
 from uhr_seg_ros.pipeline import Segmenter, SegmenterSettings
 from uhr_seg_ros.ros import node as node_module
 from uhr_seg_ros.ros.image_conversion import fill_image_msg
-from uhr_seg_ros.failures import OOM_CAP_FACTOR
 from uhr_seg_ros.ros.node import SegNode
 
 pytestmark = pytest.mark.ros
@@ -45,12 +45,14 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_checkpoint: Path) -> Segmenter:
     """One CPU Segmenter shared by the in-process tests (its start-up calibration takes seconds)."""
-    return Segmenter.from_settings(SegmenterSettings(model_path=str(tiny_checkpoint),
-                                                     backend_order=("cpu",)))
+    return Segmenter.from_settings(
+        SegmenterSettings(model_path=str(tiny_checkpoint), backend_order=("cpu",))
+    )
 
 
-def image_msg(pixels: np.ndarray, encoding: str = "rgb8", frame_id: str = "camera",
-              stamp_s: int = 7) -> Image:
+def image_msg(
+    pixels: np.ndarray, encoding: str = "rgb8", frame_id: str = "camera", stamp_s: int = 7
+) -> Image:
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = stamp_s, 123
     msg = fill_image_msg(Image(), pixels, header)
@@ -72,8 +74,7 @@ class Probe:
     def __init__(self, context, namespace: str, colour: bool = True) -> None:
         self.node = rclpy.create_node("probe", namespace=namespace, context=context)
         self.images = self.node.create_publisher(Image, "image", RELIABLE)
-        self.compressed = self.node.create_publisher(CompressedImage, "image/compressed",
-                                                     RELIABLE)
+        self.compressed = self.node.create_publisher(CompressedImage, "image/compressed", RELIABLE)
         self.masks: list[Image] = []
         self.colours: list[Image] = []
         self.stats: list[DiagnosticArray] = []
@@ -82,8 +83,9 @@ class Probe:
         if colour:
             self.node.create_subscription(Image, "mask_color", self.colours.append, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "stats", self.stats.append, RELIABLE)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append,
-                                      RELIABLE)
+        self.node.create_subscription(
+            DiagnosticArray, "/diagnostics", self.diagnostics.append, RELIABLE
+        )
 
     def last_stats(self) -> dict[str, str]:
         return stats_table(self.stats[-1]) if self.stats else {}
@@ -101,13 +103,17 @@ def spin_until(executor, predicate: Callable[[], bool], timeout_s: float) -> boo
 class Rig:
     """A SegNode and a Probe in one private Context, spun by one executor."""
 
-    def __init__(self, context, namespace: str, segmenter, colour: bool = True,
-                 **overrides) -> None:
+    def __init__(
+        self, context, namespace: str, segmenter, colour: bool = True, **overrides
+    ) -> None:
         overrides.setdefault("input_reliability", "reliable")
         overrides.setdefault("autostart", True)
-        self.node = SegNode(segmenter=segmenter, context=context, namespace=namespace,
-                            parameter_overrides=[Parameter(k, value=v)
-                                                 for k, v in overrides.items()])
+        self.node = SegNode(
+            segmenter=segmenter,
+            context=context,
+            namespace=namespace,
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
         self.probe = Probe(context, namespace, colour=colour)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
@@ -116,9 +122,11 @@ class Rig:
         publisher = self.probe.compressed if compressed else self.probe.images
 
         def discovered() -> bool:
-            return (publisher.get_subscription_count() > 0
-                    and self.probe.node.count_publishers(f"{namespace}/mask") > 0
-                    and (not colour or self.node.count_subscribers(f"{namespace}/mask_color") > 0))
+            return (
+                publisher.get_subscription_count() > 0
+                and self.probe.node.count_publishers(f"{namespace}/mask") > 0
+                and (not colour or self.node.count_subscribers(f"{namespace}/mask_color") > 0)
+            )
 
         assert self.spin_until(discovered, 10), "discovery timed out"
 
@@ -131,12 +139,17 @@ class Rig:
 
         def processed() -> bool:
             now = self.node.stats.counts()
-            return (now.published + now.rejected > before.published + before.rejected
-                    and now.in_flight == 0)
+            return (
+                now.published + now.rejected > before.published + before.rejected
+                and now.in_flight == 0
+            )
 
-        (self.probe.compressed if isinstance(msg, CompressedImage) else self.probe.images).publish(msg)
-        assert self.spin_until(processed, timeout_s), \
+        (self.probe.compressed if isinstance(msg, CompressedImage) else self.probe.images).publish(
+            msg
+        )
+        assert self.spin_until(processed, timeout_s), (
             f"frame not processed: {self.node.stats.counts()}"
+        )
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -158,8 +171,7 @@ def rig(ros_context, tiny_segmenter, request):
 
 
 def assert_accounting(counts) -> None:
-    assert counts.received == counts.published + counts.dropped + counts.rejected + \
-        counts.in_flight
+    assert counts.received == counts.published + counts.dropped + counts.rejected + counts.in_flight
 
 
 def test_frame_in_mask_and_colour_out_with_the_input_header(rig, tiny_segmenter):
@@ -186,8 +198,9 @@ def test_frame_in_mask_and_colour_out_with_the_input_header(rig, tiny_segmenter)
 
 
 @pytest.mark.parametrize("subscribed, publish_color", [(False, True), (True, False)])
-def test_colour_is_computed_only_when_subscribed_and_enabled(rig, monkeypatch, subscribed,
-                                                             publish_color):
+def test_colour_is_computed_only_when_subscribed_and_enabled(
+    rig, monkeypatch, subscribed, publish_color
+):
     calls = []
 
     def counting_colorize(mask, *args, **kwargs):
@@ -217,8 +230,13 @@ def test_bad_frames_are_rejected_counted_and_the_next_one_is_processed(rig):
     counts = r.node.stats.counts()
     assert (counts.received, counts.rejected, counts.published) == (6, 5, 1)
     assert_accounting(counts)
-    assert r.node.stats.rejections() == {"unknown_encoding": 1, "step_mismatch": 1,
-                                         "zero_size": 1, "truncated": 1, "too_large": 1}
+    assert r.node.stats.rejections() == {
+        "unknown_encoding": 1,
+        "step_mismatch": 1,
+        "zero_size": 1,
+        "truncated": 1,
+        "too_large": 1,
+    }
     assert r.spin_until(lambda: r.probe.last_stats().get("frames_received") == "6")
     table = r.probe.last_stats()
     assert table["rejected_truncated"] == "1" and table["frames_rejected"] == "5"
@@ -227,7 +245,9 @@ def test_bad_frames_are_rejected_counted_and_the_next_one_is_processed(rig):
 def test_compressed_transport_survives_a_corrupt_jpeg(rig):
     r = rig(input_transport="compressed")
     jpeg = cv2.imencode(".jpg", frame())[1]
-    corrupt = CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8\xff\xe0broken\xff\xd9"))
+    corrupt = CompressedImage(
+        format="jpeg", data=array.array("B", b"\xff\xd8\xff\xe0broken\xff\xd9")
+    )
     r.send(corrupt)
     good = CompressedImage(format="jpeg", data=array.array("B", jpeg.tobytes()))
     good.header.frame_id = "cam_jpeg"
@@ -275,20 +295,25 @@ def test_cuda_out_of_memory_lowers_the_cap_and_retries_once(rig, tiny_segmenter,
         r.send(image_msg(frame()))
         assert r.node.stats.counts().published == 1
         assert tiny_segmenter.settings.memory_cap_mb == pytest.approx(cap * OOM_CAP_FACTOR)
-        assert r.spin_until(lambda: r.probe.last_stats().get("memory_cap_mb")
-                            == f"{cap * OOM_CAP_FACTOR:.1f}")
+        assert r.spin_until(
+            lambda: r.probe.last_stats().get("memory_cap_mb") == f"{cap * OOM_CAP_FACTOR:.1f}"
+        )
         # setting the configured value again restores it once the GPU is free again
-        result, = r.node.set_parameters([Parameter("memory_cap_mb", value=cap)])
+        (result,) = r.node.set_parameters([Parameter("memory_cap_mb", value=cap)])
         assert result.successful and tiny_segmenter.settings.memory_cap_mb == cap
     finally:
         tiny_segmenter.set_memory_cap(cap)
 
 
-def test_inference_failures_are_rejected_and_the_node_carries_on(rig, tiny_segmenter,
-                                                                  monkeypatch):
+def test_inference_failures_are_rejected_and_the_node_carries_on(rig, tiny_segmenter, monkeypatch):
     real_segment = tiny_segmenter.segment
-    outcomes = iter([torch.cuda.OutOfMemoryError("again"), torch.cuda.OutOfMemoryError("again"),
-                     RuntimeError("cuDNN exploded")])
+    outcomes = iter(
+        [
+            torch.cuda.OutOfMemoryError("again"),
+            torch.cuda.OutOfMemoryError("again"),
+            RuntimeError("cuDNN exploded"),
+        ]
+    )
     cap = tiny_segmenter.settings.memory_cap_mb
 
     def failing(image):
@@ -320,18 +345,18 @@ def test_runtime_parameters_are_applied_or_refused_with_a_reason(rig, tiny_segme
     r = rig()
     r.send(image_msg(frame()))
     try:
-        result, = r.node.set_parameters([Parameter("memory_cap_mb", value=900)])
+        (result,) = r.node.set_parameters([Parameter("memory_cap_mb", value=900)])
         assert result.successful and tiny_segmenter.settings.memory_cap_mb == 900.0
-        result, = r.node.set_parameters([Parameter("memory_cap_mb", value=0.001)])
+        (result,) = r.node.set_parameters([Parameter("memory_cap_mb", value=0.001)])
         assert not result.successful and "cap" in result.reason
         assert tiny_segmenter.settings.memory_cap_mb == 900.0  # old cap kept
-        result, = r.node.set_parameters([Parameter("overlay_alpha", value=2.0)])
+        (result,) = r.node.set_parameters([Parameter("overlay_alpha", value=2.0)])
         assert not result.successful and "overlay_alpha" in result.reason
-        result, = r.node.set_parameters([Parameter("model_path", value="/other.pt")])
+        (result,) = r.node.set_parameters([Parameter("model_path", value="/other.pt")])
         assert not result.successful and "restart" in result.reason
-        result, = r.node.set_parameters([Parameter("palette", value=[1, 2, 3])])
+        (result,) = r.node.set_parameters([Parameter("palette", value=[1, 2, 3])])
         assert not result.successful and "6 classes" in result.reason
-        result, = r.node.set_parameters([Parameter("overlay_alpha", value=1.0)])
+        (result,) = r.node.set_parameters([Parameter("overlay_alpha", value=1.0)])
         assert result.successful and r.node.params.overlay_alpha == 1.0
         assert r.node.get_parameter("overlay_alpha").value == 1.0
     finally:
@@ -348,7 +373,7 @@ def test_stats_at_a_fixed_rate_without_frames_and_rate_change_at_run_time(rig):
     r = rig(stats_rate_hz=20.0)
     assert r.spin_until(lambda: len(r.probe.stats) >= 3, 5)
     assert r.probe.last_stats()["frames_received"] == "0"
-    result, = r.node.set_parameters([Parameter("stats_rate_hz", value=0.0)])
+    (result,) = r.node.set_parameters([Parameter("stats_rate_hz", value=0.0)])
     assert result.successful
     r.send(image_msg(frame()))  # now one stats message per frame
     assert r.spin_until(lambda: r.probe.last_stats().get("frames_published") == "1")
@@ -363,8 +388,9 @@ class LifecycleClient:
         self.executor = executor
         self._change = probe.node.create_client(ChangeState, f"{node_name}/change_state")
         self._get = probe.node.create_client(GetState, f"{node_name}/get_state")
-        assert spin_until(executor, lambda: self._change.service_is_ready()
-                          and self._get.service_is_ready(), 10), "lifecycle services missing"
+        assert spin_until(
+            executor, lambda: self._change.service_is_ready() and self._get.service_is_ready(), 10
+        ), "lifecycle services missing"
 
     def _call(self, client, request):
         future = client.call_async(request)
@@ -375,8 +401,9 @@ class LifecycleClient:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        return self._call(self._change, ChangeState.Request(
-            transition=Transition(label=label))).success
+        return self._call(
+            self._change, ChangeState.Request(transition=Transition(label=label))
+        ).success
 
     def get(self) -> str:
         from lifecycle_msgs.srv import GetState
@@ -385,12 +412,18 @@ class LifecycleClient:
 
 
 def test_lifecycle_failed_configure_then_fixed_parameter_then_every_transition(
-        ros_context, tiny_segmenter, tiny_checkpoint, tmp_path):
+    ros_context, tiny_segmenter, tiny_checkpoint, tmp_path
+):
     namespace = "/lifecycle"
-    node = SegNode(context=ros_context, namespace=namespace, parameter_overrides=[
-        Parameter("model_path", value=str(tmp_path / "missing.pt")),
-        Parameter("backend_order", value=["cpu"]),
-        Parameter("input_reliability", value="reliable")])
+    node = SegNode(
+        context=ros_context,
+        namespace=namespace,
+        parameter_overrides=[
+            Parameter("model_path", value=str(tmp_path / "missing.pt")),
+            Parameter("backend_order", value=["cpu"]),
+            Parameter("input_reliability", value="reliable"),
+        ],
+    )
     probe = Probe(ros_context, namespace, colour=False)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
@@ -401,32 +434,40 @@ def test_lifecycle_failed_configure_then_fixed_parameter_then_every_transition(
         # configure fails: FAILURE, reason on /diagnostics, node still up and unconfigured
         assert not lifecycle.set("configure")
         assert lifecycle.get() == "unconfigured"
-        assert spin_until(executor, lambda: any(
-            "missing.pt" in d.status[0].message for d in probe.diagnostics), 5)
+        assert spin_until(
+            executor, lambda: any("missing.pt" in d.status[0].message for d in probe.diagnostics), 5
+        )
         status = next(d.status[0] for d in probe.diagnostics if "missing.pt" in d.status[0].message)
         assert status.level == DiagnosticStatus.ERROR and "model_path" in status.message
         # a cap no plan can meet is a configure failure too, naming the cap that would fit
         for name, value in (("model_path", str(tiny_checkpoint)), ("memory_cap_mb", 0.001)):
-            result, = node.set_parameters([Parameter(name, value=value)])
+            (result,) = node.set_parameters([Parameter(name, value=value)])
             assert result.successful, result.reason  # unconfigured: start-up values may change
         assert not lifecycle.set("configure")
-        assert "raise memory_cap_mb to at least" in stats_table(
-            probe.diagnostics[-1])["configure_error"]
-        result, = node.set_parameters([Parameter("memory_cap_mb", value=1500.0)])
+        assert (
+            "raise memory_cap_mb to at least"
+            in stats_table(probe.diagnostics[-1])["configure_error"]
+        )
+        (result,) = node.set_parameters([Parameter("memory_cap_mb", value=1500.0)])
         assert result.successful
         assert lifecycle.set("configure") and lifecycle.get() == "inactive"
-        assert spin_until(executor, lambda: probe.images.get_subscription_count() > 0
-                          and probe.node.count_publishers(f"{namespace}/mask") > 0, 10)
+        assert spin_until(
+            executor,
+            lambda: (
+                probe.images.get_subscription_count() > 0
+                and probe.node.count_publishers(f"{namespace}/mask") > 0
+            ),
+            10,
+        )
         # configured: the model-picking parameters are fixed, a cap nothing fits is refused
-        result, = node.set_parameters([Parameter("model_path", value="/other.pt")])
+        (result,) = node.set_parameters([Parameter("model_path", value="/other.pt")])
         assert not result.successful and "cleanup" in result.reason
-        result, = node.set_parameters([Parameter("memory_cap_mb", value=0.001)])
+        (result,) = node.set_parameters([Parameter("memory_cap_mb", value=0.001)])
         assert not result.successful and "smallest tile plan" in result.reason
 
         def outcome(published: int, rejected: int) -> bool:
             counts = node.stats.counts()
-            return (counts.published, counts.rejected, counts.in_flight) == (
-                published, rejected, 0)
+            return (counts.published, counts.rejected, counts.in_flight) == (published, rejected, 0)
 
         probe.images.publish(image_msg(frame()))  # inactive: counted, not segmented
         assert spin_until(executor, lambda: outcome(0, 1), 20)
@@ -441,8 +482,9 @@ def test_lifecycle_failed_configure_then_fixed_parameter_then_every_transition(
         assert_accounting(node.stats.counts())
         assert lifecycle.set("cleanup") and lifecycle.get() == "unconfigured"
         assert node._segmenter is None  # released (closed: it was built by configure)
-        assert spin_until(executor, lambda: probe.node.count_publishers(
-            f"{namespace}/mask") == 0, 10)
+        assert spin_until(
+            executor, lambda: probe.node.count_publishers(f"{namespace}/mask") == 0, 10
+        )
         assert lifecycle.set("shutdown") and lifecycle.get() == "finalized"
     finally:
         executor.shutdown()
@@ -474,17 +516,24 @@ def test_deactivate_finishes_the_frame_in_flight(rig, tiny_segmenter, monkeypatc
     assert tiny_segmenter.segment(frame()).mask.shape == (48, 64)
 
 
-def test_misspelt_parameter_is_named_with_the_closest_valid_name(ros_context, tiny_segmenter,
-                                                                 capfd):
-    node = SegNode(segmenter=tiny_segmenter, context=ros_context, namespace="/typo",
-                   parameter_overrides=[Parameter("memory_cap_mbb", value=900.0)])
+def test_misspelt_parameter_is_named_with_the_closest_valid_name(
+    ros_context, tiny_segmenter, capfd
+):
+    node = SegNode(
+        segmenter=tiny_segmenter,
+        context=ros_context,
+        namespace="/typo",
+        parameter_overrides=[Parameter("memory_cap_mbb", value=900.0)],
+    )
     try:
         assert node.params.memory_cap_mb == 1500.0
     finally:
         node.destroy_node()
     err = capfd.readouterr().err
-    assert err.count("unknown parameter 'memory_cap_mbb' is ignored; did you mean "
-                     "'memory_cap_mb'?") == 1, err
+    assert (
+        err.count("unknown parameter 'memory_cap_mbb' is ignored; did you mean 'memory_cap_mb'?")
+        == 1
+    ), err
 
 
 # -- across processes ---------------------------------------------------------------------------
@@ -499,9 +548,20 @@ class NodeProcess:
         self.log_path = tmp_path / "node.log"
         with self.log_path.open("w") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "-r",
-                 f"__ns:={namespace}", "-p", "autostart:=true", *ros_args],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "uhr_seg_ros.seg_node",
+                    "--ros-args",
+                    "-r",
+                    f"__ns:={namespace}",
+                    "-p",
+                    "autostart:=true",
+                    *ros_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -529,10 +589,12 @@ def node_process(tmp_path):
         process.kill()
 
 
-def wait_for_stats(executor, probe: Probe, process: NodeProcess, key: str, value: str,
-                   timeout_s: float = 60.0) -> dict[str, str]:
+def wait_for_stats(
+    executor, probe: Probe, process: NodeProcess, key: str, value: str, timeout_s: float = 60.0
+) -> dict[str, str]:
     assert spin_until(executor, lambda: probe.last_stats().get(key) == value, timeout_s), (
-        f"stats never showed {key}={value}; last: {probe.last_stats()}\n{process.output()}")
+        f"stats never showed {key}={value}; last: {probe.last_stats()}\n{process.output()}"
+    )
     return probe.last_stats()
 
 
@@ -546,7 +608,8 @@ def set_parameter(executor, client, name: str, value) -> tuple[bool, str]:
 
 @pytest.mark.slow
 def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
-        ros_context, node_process, tiny_checkpoint, deepglobe_dir, tmp_path):
+    ros_context, node_process, tiny_checkpoint, deepglobe_dir, tmp_path
+):
     namespace = "/xproc_raw"
     params_file = tmp_path / "seg.yaml"
     params_file.write_text(
@@ -555,19 +618,26 @@ def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
         "    backend_order: [cpu]\n"
         "    input_reliability: reliable\n"  # 18 MB frames over default transports
         "    max_frame_pixels: 6000000\n"
-        "    class_names: [urban, agriculture, rangeland, forest, water, barren]\n")
+        "    class_names: [urban, agriculture, rangeland, forest, water, barren]\n"
+    )
     process = node_process(namespace, ["--params-file", str(params_file)])
     probe = Probe(ros_context, namespace)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(probe.node)
     parameters = probe.node.create_client(SetParameters, f"{namespace}/uhr_seg/set_parameters")
     try:
-        assert spin_until(executor, lambda: probe.images.get_subscription_count() > 0,
-                          NODE_START_TIMEOUT_S), f"node never subscribed:\n{process.output()}"
+        assert spin_until(
+            executor, lambda: probe.images.get_subscription_count() > 0, NODE_START_TIMEOUT_S
+        ), f"node never subscribed:\n{process.output()}"
         assert spin_until(executor, parameters.service_is_ready, 10)
-        assert spin_until(executor, lambda: probe.node.count_subscribers(
-            f"{namespace}/mask_color") > 0 and probe.node.count_publishers(
-            f"{namespace}/mask") > 0, 10)
+        assert spin_until(
+            executor,
+            lambda: (
+                probe.node.count_subscribers(f"{namespace}/mask_color") > 0
+                and probe.node.count_publishers(f"{namespace}/mask") > 0
+            ),
+            10,
+        )
 
         sat = min(deepglobe_dir.glob("*_sat.jpg"))
         bgr = cv2.imread(str(sat), cv2.IMREAD_COLOR)
@@ -581,8 +651,11 @@ def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
         colour = probe.colours[0]
         assert (colour.height, colour.width, colour.encoding) == (2448, 2448, "rgb8")
         assert colour.header.frame_id == "uav_cam"
-        assert (table["frames_received"], table["frames_dropped"], table["frames_rejected"]) \
-            == ("1", "0", "0")
+        assert (table["frames_received"], table["frames_dropped"], table["frames_rejected"]) == (
+            "1",
+            "0",
+            "0",
+        )
         assert "2448x2448" in table["tile_plan"] and table["backend"].startswith("cpu")
         assert table["classes"].startswith("0:urban, 1:agriculture")  # from the params file
         assert float(table["latency_total_p50_ms"]) > 0
@@ -600,8 +673,7 @@ def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
         probe.images.publish(image_msg(frame()))
         table = wait_for_stats(executor, probe, process, "frames_published", "2")
         assert table["frames_received"] == "7" and table["frames_rejected"] == "5"
-        for reason in ("unknown_encoding", "step_mismatch", "zero_size", "truncated",
-                       "too_large"):
+        for reason in ("unknown_encoding", "step_mismatch", "zero_size", "truncated", "too_large"):
             assert table[f"rejected_{reason}"] == "1", table
 
         assert set_parameter(executor, parameters, "memory_cap_mb", 1200) == (True, "")
@@ -622,20 +694,33 @@ def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
 
 
 @pytest.mark.slow
-def test_node_process_on_the_compressed_transport(ros_context, node_process, tiny_checkpoint,
-                                                 deepglobe_dir):
+def test_node_process_on_the_compressed_transport(
+    ros_context, node_process, tiny_checkpoint, deepglobe_dir
+):
     namespace = "/xproc_jpeg"
-    process = node_process(namespace, [
-        "-p", f"model_path:={tiny_checkpoint}", "-p", "backend_order:=[cpu]",
-        "-p", "input_transport:=compressed", "-p", "input_reliability:=reliable"])
+    process = node_process(
+        namespace,
+        [
+            "-p",
+            f"model_path:={tiny_checkpoint}",
+            "-p",
+            "backend_order:=[cpu]",
+            "-p",
+            "input_transport:=compressed",
+            "-p",
+            "input_reliability:=reliable",
+        ],
+    )
     probe = Probe(ros_context, namespace, colour=False)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(probe.node)
     try:
-        assert spin_until(executor, lambda: probe.compressed.get_subscription_count() > 0,
-                          NODE_START_TIMEOUT_S), f"node never subscribed:\n{process.output()}"
-        assert spin_until(executor, lambda: probe.node.count_publishers(f"{namespace}/mask") > 0,
-                          10)
+        assert spin_until(
+            executor, lambda: probe.compressed.get_subscription_count() > 0, NODE_START_TIMEOUT_S
+        ), f"node never subscribed:\n{process.output()}"
+        assert spin_until(
+            executor, lambda: probe.node.count_publishers(f"{namespace}/mask") > 0, 10
+        )
         jpeg_bytes = min(deepglobe_dir.glob("*_sat.jpg")).read_bytes()
         cut_off = jpeg_bytes[: len(jpeg_bytes) // 50]  # header intact, scan data cut off
         for rejected, data in enumerate((cut_off, b"\xff\xd8\xff\xe0garbage\xff\xd9"), 1):
@@ -650,7 +735,8 @@ def test_node_process_on_the_compressed_transport(ros_context, node_process, tin
         assert probe.masks[0].header.frame_id == "uav_cam_jpeg"
         assert (table["rejected_truncated"], table["rejected_corrupt"]) == ("1", "1")
         assert int(table["frames_received"]) == int(table["frames_published"]) + int(
-            table["frames_rejected"]) + int(table["frames_dropped"])
+            table["frames_rejected"]
+        ) + int(table["frames_dropped"])
         # Ctrl-C while (most likely) a frame is being segmented: still a clean exit.
         probe.compressed.publish(good)
         assert process.interrupt(timeout_s=120) == 0, process.output()
@@ -664,25 +750,40 @@ def test_node_process_on_the_compressed_transport(ros_context, node_process, tin
 def test_invalid_parameter_at_start_exits_2_naming_it():
     """A misconfiguration fails loudly at launch: exit code 2, one line naming the parameter."""
     result = subprocess.run(
-        [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args",
-         "-p", "memory_cap_mb:=-5.0"],
-        capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "-p", "memory_cap_mb:=-5.0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "memory_cap_mb" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "does not exist"),
-    ("/**:\n  ros__parameters:\n    memory_cap_mb: [1\n", "is not valid YAML at line 4"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "does not exist"),
+        ("/**:\n  ros__parameters:\n    memory_cap_mb: [1\n", "is not valid YAML at line 4"),
+    ],
+)
 def test_missing_or_malformed_params_file_is_one_line_and_exit_2(tmp_path, content, expected):
     params_file = tmp_path / "seg.yaml"
     if content is not None:
         params_file.write_text(content)
     result = subprocess.run(
-        [sys.executable, "-m", "uhr_seg_ros.seg_node", "--ros-args", "--params-file",
-         str(params_file)], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "uhr_seg_ros.seg_node",
+            "--ros-args",
+            "--params-file",
+            str(params_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and str(params_file) in lines[0] and expected in lines[0], lines

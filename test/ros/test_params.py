@@ -23,38 +23,46 @@ def test_defaults_are_valid_and_every_field_is_documented():
 
 
 def test_yaml_integers_are_accepted_for_floats_and_lists_become_tuples():
-    params = parse_params({"memory_cap_mb": 900, "backend_order": ["cuda", "cpu"],
-                           "palette": [0, 0, 0, 255, 255, 255]})
+    params = parse_params(
+        {
+            "memory_cap_mb": 900,
+            "backend_order": ["cuda", "cpu"],
+            "palette": [0, 0, 0, 255, 255, 255],
+        }
+    )
     assert params.memory_cap_mb == 900.0 and isinstance(params.memory_cap_mb, float)
     assert params.backend_order == ("cuda", "cpu")
     assert params.palette == (0, 0, 0, 255, 255, 255)
 
 
-@pytest.mark.parametrize("values, named", [
-    ({"memory_cap_mb": "lots"}, "memory_cap_mb"),
-    ({"memory_cap_mb": -5.0}, "memory_cap_mb"),
-    ({"memory_cap_mb": float("nan")}, "memory_cap_mb"),
-    ({"backend_order": []}, "backend_order"),
-    ({"backend_order": ["gpu"]}, "backend_order"),
-    ({"backend_order": ["cpu", "cpu"]}, "backend_order"),
-    ({"backend_order": "cpu"}, "backend_order"),
-    ({"precision": "int4"}, "precision"),
-    ({"patch_size": 100}, "patch_size"),
-    ({"patch_size": 256, "overlap": 256}, "overlap"),
-    ({"overlap": -2}, "overlap"),
-    ({"batch_size": -1}, "batch_size"),
-    ({"class_names": ["urban", " "]}, "class_names"),
-    ({"palette": [1, 2]}, "palette"),
-    ({"palette": [0, 0, 256]}, "palette"),
-    ({"overlay_alpha": 1.5}, "overlay_alpha"),
-    ({"publish_color": 1}, "publish_color"),
-    ({"input_transport": "theora"}, "input_transport"),
-    ({"input_reliability": "sometimes"}, "input_reliability"),
-    ({"output_reliability": "x"}, "output_reliability"),
-    ({"max_frame_pixels": 0}, "max_frame_pixels"),
-    ({"stats_rate_hz": -1.0}, "stats_rate_hz"),
-    ({"memroy_cap_mb": 1.0}, "memroy_cap_mb"),
-])
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ({"memory_cap_mb": "lots"}, "memory_cap_mb"),
+        ({"memory_cap_mb": -5.0}, "memory_cap_mb"),
+        ({"memory_cap_mb": float("nan")}, "memory_cap_mb"),
+        ({"backend_order": []}, "backend_order"),
+        ({"backend_order": ["gpu"]}, "backend_order"),
+        ({"backend_order": ["cpu", "cpu"]}, "backend_order"),
+        ({"backend_order": "cpu"}, "backend_order"),
+        ({"precision": "int4"}, "precision"),
+        ({"patch_size": 100}, "patch_size"),
+        ({"patch_size": 256, "overlap": 256}, "overlap"),
+        ({"overlap": -2}, "overlap"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"class_names": ["urban", " "]}, "class_names"),
+        ({"palette": [1, 2]}, "palette"),
+        ({"palette": [0, 0, 256]}, "palette"),
+        ({"overlay_alpha": 1.5}, "overlay_alpha"),
+        ({"publish_color": 1}, "publish_color"),
+        ({"input_transport": "theora"}, "input_transport"),
+        ({"input_reliability": "sometimes"}, "input_reliability"),
+        ({"output_reliability": "x"}, "output_reliability"),
+        ({"max_frame_pixels": 0}, "max_frame_pixels"),
+        ({"stats_rate_hz": -1.0}, "stats_rate_hz"),
+        ({"memroy_cap_mb": 1.0}, "memroy_cap_mb"),
+    ],
+)
 def test_invalid_values_are_refused_with_the_parameter_named(values, named):
     with pytest.raises(ParamError, match=named):
         parse_params(values)
@@ -63,13 +71,16 @@ def test_invalid_values_are_refused_with_the_parameter_named(values, named):
 def test_runtime_change_applies_on_top_of_current_values():
     current = parse_params({"memory_cap_mb": 1500.0, "model_path": "/m.pt"})
     changed = apply_runtime_changes(current, {"memory_cap_mb": 700, "overlay_alpha": 1.0})
-    assert (changed.memory_cap_mb, changed.overlay_alpha, changed.model_path) == \
-        (700.0, 1.0, "/m.pt")
+    assert (changed.memory_cap_mb, changed.overlay_alpha, changed.model_path) == (
+        700.0,
+        1.0,
+        "/m.pt",
+    )
 
 
 def test_start_up_only_parameters_are_refused_at_run_time_but_unchanged_values_pass():
     current = NodeParams()
-    with pytest.raises(ParamError, match="model_path.*configured.*cleanup.*restart"):
+    with pytest.raises(ParamError, match=r"model_path.*configured.*cleanup.*restart"):
         apply_runtime_changes(current, {"model_path": "/other.pt"})
     with pytest.raises(ParamError, match="backend_order"):
         apply_runtime_changes(current, {"backend_order": ["cpu"]})
@@ -83,12 +94,15 @@ def test_unconfigured_node_takes_every_valid_change_still_validated():
         apply_runtime_changes(NodeParams(), {"precision": "int3"}, configured=False)
 
 
-@pytest.mark.parametrize("name, hint", [
-    ("memory_cap_mbb", "did you mean 'memory_cap_mb'?"),
-    ("backend", "did you mean 'backend_order'?"),
-    ("overlay_apha", "did you mean 'overlay_alpha'?"),
-    ("zzz", "valid: model_path, backend_order"),
-])
+@pytest.mark.parametrize(
+    "name, hint",
+    [
+        ("memory_cap_mbb", "did you mean 'memory_cap_mb'?"),
+        ("backend", "did you mean 'backend_order'?"),
+        ("overlay_apha", "did you mean 'overlay_alpha'?"),
+        ("zzz", "valid: model_path, backend_order"),
+    ],
+)
 def test_unknown_parameter_gets_one_warning_with_the_closest_name(name, hint):
     (warning,) = unknown_parameter_warnings([name, name, "memory_cap_mb"])
     assert warning.startswith(f"unknown parameter '{name}' is ignored; ")
@@ -114,8 +128,14 @@ def test_declare_params_reads_overrides_on_a_real_node(ros_context):
 
     from uhr_seg_ros.ros.params import declare_params
 
-    node = rclpy.create_node("params_probe", context=ros_context, parameter_overrides=[
-        Parameter("memory_cap_mb", value=640), Parameter("backend_order", value=["cpu"])])
+    node = rclpy.create_node(
+        "params_probe",
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("memory_cap_mb", value=640),
+            Parameter("backend_order", value=["cpu"]),
+        ],
+    )
     try:
         params = declare_params(node)
         assert params.memory_cap_mb == 640.0 and params.backend_order == ("cpu",)
@@ -132,8 +152,10 @@ def test_shipped_seg_yaml_loads_and_equals_the_defaults(rclpy_module):
     from uhr_seg_ros.ros.params import declare_params
 
     context = rclpy_module.Context()
-    rclpy_module.init(context=context, args=[
-        "node", "--ros-args", "--params-file", str(config_dir() / "seg.yaml")])
+    rclpy_module.init(
+        context=context,
+        args=["node", "--ros-args", "--params-file", str(config_dir() / "seg.yaml")],
+    )
     node = rclpy_module.create_node("uhr_seg", context=context)
     try:
         assert declare_params(node) == NodeParams()

@@ -39,20 +39,26 @@ from uhr_seg_ros.ros.ament_prefix import marker_path
 from uhr_seg_ros.ros.image_conversion import fill_image_msg
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-ROS2 = shutil.which("ros2", path=os.pathsep.join([str(Path(sys.prefix) / "bin"),
-                                                 os.environ.get("PATH", "")]))
+ROS2 = shutil.which(
+    "ros2", path=os.pathsep.join([str(Path(sys.prefix) / "bin"), os.environ.get("PATH", "")])
+)
 if ROS2 is None:
-    pytest.skip("the ros2 CLI is not installed (a ROS 2 install, or ../shared/ros2-tools via "
-                "make setup)", allow_module_level=True)
-if not any(marker_path(Path(p)).is_file()
-           for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p):
+    pytest.skip(
+        "the ros2 CLI is not installed (a ROS 2 install, or ../shared/ros2-tools via make setup)",
+        allow_module_level=True,
+    )
+if not any(
+    marker_path(Path(p)).is_file()
+    for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+    if p
+):
     pytest.skip("uhr_seg_ros is not in the ament index: run make setup", allow_module_level=True)
 
 NODE = "/uhr_seg/uhr_seg"
 IMAGE_TOPIC = "/cli_test/camera/image_raw"
 RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-START_DEADLINE_S = 120.0   # model load + memory calibration on a loaded 2-core CPU
-EXIT_DEADLINE_S = 30.0     # after SIGINT: launch's own SIGTERM escalation starts at 5 s
+START_DEADLINE_S = 120.0  # model load + memory calibration on a loaded 2-core CPU
+EXIT_DEADLINE_S = 30.0  # after SIGINT: launch's own SIGTERM escalation starts at 5 s
 
 
 def real_frame() -> np.ndarray:
@@ -66,8 +72,7 @@ def real_frame() -> np.ndarray:
 
 
 def ros2(*args: str, env: dict[str, str], timeout: float = 60.0) -> str:
-    result = subprocess.run([ROS2, *args], env=env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run([ROS2, *args], env=env, capture_output=True, text=True, timeout=timeout)
     return (result.stdout + result.stderr).strip()
 
 
@@ -89,15 +94,29 @@ def spin_until(executor, predicate, timeout_s: float) -> bool:
 
 
 def test_ros2_launch_segments_a_frame_answers_the_cli_and_exits_0_on_ctrl_c(
-        ros_context, tiny_checkpoint, tmp_path):
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.prefix) / "bin"),
-                                                 os.environ.get("PATH", "")]))
+    ros_context, tiny_checkpoint, tmp_path
+):
+    env = dict(
+        os.environ,
+        PATH=os.pathsep.join([str(Path(sys.prefix) / "bin"), os.environ.get("PATH", "")]),
+    )
     log_path = tmp_path / "launch.log"
     with log_path.open("w") as log:
         launch = subprocess.Popen(
-            [ROS2, "launch", "uhr_seg_ros", "seg.launch.py", f"image_topic:={IMAGE_TOPIC}",
-             f"model:={tiny_checkpoint}", "backend:=cpu"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                ROS2,
+                "launch",
+                "uhr_seg_ros",
+                "seg.launch.py",
+                f"image_topic:={IMAGE_TOPIC}",
+                f"model:={tiny_checkpoint}",
+                "backend:=cpu",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     pgid = launch.pid  # setsid: the launch process leads its own group, as in a terminal
     node = rclpy.create_node("cli_probe", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
@@ -107,8 +126,9 @@ def test_ros2_launch_segments_a_frame_answers_the_cli_and_exits_0_on_ctrl_c(
     node.create_subscription(Image, "/uhr_seg/mask", masks.append, RELIABLE)
     ros2("daemon", "start", env=env)
     try:
-        assert spin_until(executor, lambda: publisher.get_subscription_count() > 0,
-                          START_DEADLINE_S), f"node never subscribed:\n{log_path.read_text()}"
+        assert spin_until(
+            executor, lambda: publisher.get_subscription_count() > 0, START_DEADLINE_S
+        ), f"node never subscribed:\n{log_path.read_text()}"
         header = Header(frame_id="uav_cam_cli")
         header.stamp.sec, header.stamp.nanosec = 4242, 77
         pixels = real_frame()
@@ -117,17 +137,26 @@ def test_ros2_launch_segments_a_frame_answers_the_cli_and_exits_0_on_ctrl_c(
         assert spin_until(executor, lambda: bool(masks), 60), log_path.read_text()
         mask = masks[0]
         assert (mask.header.frame_id, mask.header.stamp.sec, mask.header.stamp.nanosec) == (
-            "uav_cam_cli", 4242, 77)
+            "uav_cam_cli",
+            4242,
+            77,
+        )
         assert (mask.height, mask.width, mask.encoding) == (256, 384, "mono8")
 
         assert ros2("lifecycle", "get", NODE, env=env) == "active [3]"
-        assert ros2("param", "set", NODE, "memory_cap_mb", "1000.0",
-                    env=env) == "Set parameter successful"
+        assert (
+            ros2("param", "set", NODE, "memory_cap_mb", "1000.0", env=env)
+            == "Set parameter successful"
+        )
         refused = ros2("param", "set", NODE, "memory_cap_mb", "0.001", env=env)
         assert refused.startswith("Setting parameter failed") and "smallest tile plan" in refused
         echo = subprocess.Popen(
-            [ROS2, "topic", "echo", "--once", "/uhr_seg/stats"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+            [ROS2, "topic", "echo", "--once", "/uhr_seg/stats"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             # stats go out once per frame: keep sending frames until the echo has printed one
             deadline = time.monotonic() + 60

@@ -105,8 +105,9 @@ def test_fps_over_horizon_and_decay_to_zero():
 def test_diagnostic_values_carry_counts_stages_reasons_and_extra():
     stats = NodeStats()
     stats.frame_received()
-    stats.frame_published({"decode": 1, "infer": 5, "merge": 2, "total": 9, "extra_stage": 3},
-                          peak_memory_mb=321.04)
+    stats.frame_published(
+        {"decode": 1, "infer": 5, "merge": 2, "total": 9, "extra_stage": 3}, peak_memory_mb=321.04
+    )
     stats.frame_received()
     stats.frame_rejected("unknown_encoding")
     values = stats.diagnostic_values([("backend", "cpu"), ("memory_cap_mb", "1500.0")])
@@ -117,8 +118,12 @@ def test_diagnostic_values_carry_counts_stages_reasons_and_extra():
     assert table["rejected_unknown_encoding"] == "1"
     assert table["latency_infer_p95_ms"] == "5.0" and table["peak_memory_mb"] == "321.0"
     # known stages in pipeline order, unknown ones after; extras last
-    assert keys.index("latency_decode_p50_ms") < keys.index("latency_infer_p50_ms") \
-        < keys.index("latency_total_p50_ms") < keys.index("latency_extra_stage_p50_ms")
+    assert (
+        keys.index("latency_decode_p50_ms")
+        < keys.index("latency_infer_p50_ms")
+        < keys.index("latency_total_p50_ms")
+        < keys.index("latency_extra_stage_p50_ms")
+    )
     assert keys[-2:] == ["backend", "memory_cap_mb"]
     assert all(isinstance(v, str) for _, v in values)
     assert "1/2 published" in stats.summary()

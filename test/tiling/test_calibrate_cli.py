@@ -20,20 +20,37 @@ def test_calibrate_then_segment_with_the_stored_model(tmp_path, monkeypatch):
     checkpoint = tmp_path / "tiny.pt"
     save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
     out = tmp_path / "mm.json"
-    assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint), "--repeats", "1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--device",
+                "cpu",
+                "--model",
+                str(checkpoint),
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     stored = MemoryModel.load(out)
     assert stored.backend == "cpu" and len(stored.points) == 5
     assert all(measured <= stored.predict(b, p) for b, p, measured in stored.points)
     assert [(b, p) for b, p, _ in stored.time_points] == [(1, 64), (1, 128), (2, 128)]
     assert all(seconds > 0 for _, _, seconds in stored.time_points)
-    plan = Segmenter.from_settings(SegmenterSettings(
-        model_path=str(checkpoint), backend_order=("cpu",), memory_model_path=str(out)),
+    plan = Segmenter.from_settings(
+        SegmenterSettings(
+            model_path=str(checkpoint), backend_order=("cpu",), memory_model_path=str(out)
+        ),
     ).plan_for(300, 300)
     assert plan.predicted_seconds is not None and "predicted" in plan.describe()
 
-    settings = SegmenterSettings(model_path=str(checkpoint), backend_order=("cpu",),
-                                 memory_model_path=str(out))
+    settings = SegmenterSettings(
+        model_path=str(checkpoint), backend_order=("cpu",), memory_model_path=str(out)
+    )
     assert Segmenter.from_settings(settings).memory_model == stored
 
     foreign = json.loads(out.read_text()) | {"model_id": "SGHRQ-other"}
@@ -46,8 +63,23 @@ def test_calibrate_measures_no_batch_above_max_batch(tmp_path):
     checkpoint = tmp_path / "tiny.pt"
     save_checkpoint(checkpoint, build_model(SGHRQConfig.tiny(3)))
     out = tmp_path / "mm.json"
-    assert main(["calibrate", "--device", "cpu", "--model", str(checkpoint), "--max-batch", "1",
-                 "--no-time", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--device",
+                "cpu",
+                "--model",
+                str(checkpoint),
+                "--max-batch",
+                "1",
+                "--no-time",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     batches = [batch for batch, _, _ in MemoryModel.load(out).points]
     assert batches and max(batches) == 1
 

@@ -3,7 +3,6 @@ its mirrored neighbourhood, resident or streamed, and the planner counts the gat
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -35,14 +34,15 @@ def _reference(model: torch.nn.Module, frame: torch.Tensor) -> np.ndarray:
         cols = torch.from_numpy(reflect_indices(W, side, start=x - margin))
         with torch.inference_mode():
             logits = model.forward_context(image[:, rows][:, :, cols][None])[0]
-        total[:, y:y + PATCH, x:x + PATCH] += logits
+        total[:, y : y + PATCH, x : x + PATCH] += logits
     return total.argmax(0).numpy()
 
 
 @pytest.mark.parametrize("resident", [True, False])
 def test_executor_feeds_each_window_its_squeezed_neighbourhood(model, resident):
-    frame = torch.randint(0, 256, (H, W, 3), dtype=torch.uint8,
-                          generator=torch.Generator().manual_seed(4))
+    frame = torch.randint(
+        0, 256, (H, W, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(4)
+    )
     executor = TiledExecutor(create_backend(model, order=("cpu",), max_batch=4))
     plan = TilePlan(H, W, PATCH, OVERLAP, 3, resident, 1 << 30, 1 << 30, 0, 0)
     executor.prepare(plan)
@@ -53,12 +53,19 @@ def test_executor_feeds_each_window_its_squeezed_neighbourhood(model, resident):
 
 def test_gather_buffers_count_against_the_cap(model):
     grid = TileGrid(2448, 2448, 512, 384)
-    plain = buffer_bytes(grid, 2, 6, torch.device("cpu"), torch.float32,
-                         frame_resident=True, with_confidence=False)
-    squeezed = buffer_bytes(grid, 2, 6, torch.device("cpu"), torch.float32,
-                            frame_resident=True, with_confidence=False, context=model.context)
+    plain = buffer_bytes(
+        grid, 2, 6, torch.device("cpu"), torch.float32, frame_resident=True, with_confidence=False
+    )
+    squeezed = buffer_bytes(
+        grid,
+        2,
+        6,
+        torch.device("cpu"),
+        torch.float32,
+        frame_resident=True,
+        with_confidence=False,
+        context=model.context,
+    )
     side = model.context.neighbourhood_side(512)
     # At least the float neighbourhood batch (2 x 3 x G x G) and the mirrored row band.
     assert squeezed - plain >= 2 * 3 * side * side * 4 + side * 2448 * 3
-
-

@@ -4,13 +4,16 @@ import pytest
 from uhr_seg_ros.tiling import TileGrid, coverage_counts, round_up, tile_starts
 
 
-@pytest.mark.parametrize("length,patch,stride,expected", [
-    (10, 4, 3, [0, 3, 6]),          # last window pulled back to end at 10
-    (10, 4, 4, [0, 4, 6]),
-    (8, 4, 4, [0, 4]),              # exact fit: no extra window
-    (3, 4, 2, [0]),                 # shorter than a patch: one (padded) window
-    (4, 4, 1, [0]),
-])
+@pytest.mark.parametrize(
+    "length,patch,stride,expected",
+    [
+        (10, 4, 3, [0, 3, 6]),  # last window pulled back to end at 10
+        (10, 4, 4, [0, 4, 6]),
+        (8, 4, 4, [0, 4]),  # exact fit: no extra window
+        (3, 4, 2, [0]),  # shorter than a patch: one (padded) window
+        (4, 4, 1, [0]),
+    ],
+)
 def test_tile_starts(length, patch, stride, expected):
     assert tile_starts(length, patch, stride) == expected
 
@@ -27,8 +30,8 @@ def test_every_position_is_covered_and_counted():
             starts = tile_starts(length, patch, stride)
             brute = np.zeros(length, np.float32)
             for s in starts:
-                assert 0 <= s and (s + patch <= length or (s == 0 and length < patch))
-                brute[s:s + patch] += 1
+                assert s >= 0 and (s + patch <= length or (s == 0 and length < patch))
+                brute[s : s + patch] += 1
             assert brute.min() >= 1
             np.testing.assert_array_equal(coverage_counts(length, patch, stride), brute)
 

@@ -16,11 +16,18 @@ pytestmark = pytest.mark.gpu
 
 def _mask(model, device, image, resident=True):
     backend = EagerBackend(model, device, "fp32", max_batch=4, cuda_graphs=False)
-    memory = MemoryModel("stub", backend.name, device, "fp32", fixed_bytes=0,
-                         bytes_per_pixel=100.0)
-    plan = plan_tiles(*image.shape[:2], cap_bytes=1 << 34, memory_model=memory,
-                      num_classes=model.config.num_classes, device=backend.device,
-                      input_dtype=torch.float32, max_batch=4, patch_size=64, overlap=16)
+    memory = MemoryModel("stub", backend.name, device, "fp32", fixed_bytes=0, bytes_per_pixel=100.0)
+    plan = plan_tiles(
+        *image.shape[:2],
+        cap_bytes=1 << 34,
+        memory_model=memory,
+        num_classes=model.config.num_classes,
+        device=backend.device,
+        input_dtype=torch.float32,
+        max_batch=4,
+        patch_size=64,
+        overlap=16,
+    )
     executor = TiledExecutor(backend)
     executor.prepare(dataclasses.replace(plan, frame_resident=resident), True)
     return executor.run(torch.from_numpy(image))
@@ -32,8 +39,9 @@ def test_cuda_executor_matches_cpu(stub_model):
     for resident in (True, False):
         cuda_mask, cuda_conf, timings = _mask(stub_model, "cuda", image, resident)
         assert (cuda_mask == cpu_mask).mean() > 0.999  # cuDNN vs CPU conv rounding
-        np.testing.assert_allclose(cuda_conf.astype(np.float32), cpu_conf.astype(np.float32),
-                                   atol=5e-3)
+        np.testing.assert_allclose(
+            cuda_conf.astype(np.float32), cpu_conf.astype(np.float32), atol=5e-3
+        )
         assert timings["infer"] > 0
 
 
@@ -42,7 +50,8 @@ def test_measured_peak_stays_under_the_cap(cap_mb):
     torch.manual_seed(0)
     model = build_model(SGHRQConfig.lite(6))
     segmenter = Segmenter.from_settings(
-        SegmenterSettings(backend_order=("cuda",), memory_cap_mb=cap_mb), model=model)
+        SegmenterSettings(backend_order=("cuda",), memory_cap_mb=cap_mb), model=model
+    )
     try:
         for side in (2448, 5000):
             image = np.random.default_rng(side).integers(0, 256, (side, side, 3), np.uint8)
@@ -57,7 +66,8 @@ def test_a_lower_cap_at_run_time_lowers_what_is_reserved_and_close_frees_it():
     torch.manual_seed(0)
     model = build_model(SGHRQConfig.lite(6))
     segmenter = Segmenter.from_settings(
-        SegmenterSettings(backend_order=("cuda",), memory_cap_mb=3000), model=model)
+        SegmenterSettings(backend_order=("cuda",), memory_cap_mb=3000), model=model
+    )
     device = segmenter.backend.device
     image = np.random.default_rng(0).integers(0, 256, (5000, 5000, 3), np.uint8)
     try:

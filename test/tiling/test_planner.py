@@ -16,15 +16,29 @@ from uhr_seg_ros.tiling.planner import fitted_windows
 MB = 2**20
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 # A made-up but realistically shaped model: 50 MB fixed + 400 bytes per input pixel.
-MODEL = MemoryModel(model_id="m", backend="cuda", device="cuda:test", precision="fp16",
-                    fixed_bytes=50 * MB, bytes_per_pixel=400.0)
+MODEL = MemoryModel(
+    model_id="m",
+    backend="cuda",
+    device="cuda:test",
+    precision="fp16",
+    fixed_bytes=50 * MB,
+    bytes_per_pixel=400.0,
+)
 
 
 def plan(height, width, cap_mb, device=CUDA, **kwargs):
     kwargs.setdefault("held_bytes", 100 * MB)
-    return plan_tiles(height, width, cap_bytes=int(cap_mb * MB), memory_model=MODEL,
-                      num_classes=6, device=device, input_dtype=torch.float32, max_batch=4,
-                      **kwargs)
+    return plan_tiles(
+        height,
+        width,
+        cap_bytes=int(cap_mb * MB),
+        memory_model=MODEL,
+        num_classes=6,
+        device=device,
+        input_dtype=torch.float32,
+        max_batch=4,
+        **kwargs,
+    )
 
 
 def test_fit_bounds_every_measured_point():
@@ -50,8 +64,15 @@ def test_plan_stays_under_the_budget(cap_mb, size):
     p = plan(*size, cap_mb)
     assert p.predicted_peak_bytes <= p.budget_bytes == int(cap_mb * MB * 0.9)
     assert p.patch % 32 == 0 and 0 <= p.overlap < p.patch and 1 <= p.batch <= 4
-    assert p.buffer_bytes == buffer_bytes(p.grid, p.batch, 6, CUDA, torch.float32,
-                                          frame_resident=p.frame_resident, with_confidence=False)
+    assert p.buffer_bytes == buffer_bytes(
+        p.grid,
+        p.batch,
+        6,
+        CUDA,
+        torch.float32,
+        frame_resident=p.frame_resident,
+        with_confidence=False,
+    )
 
 
 def test_larger_cap_never_gives_a_smaller_patch():
@@ -66,8 +87,8 @@ def test_huge_frame_streams_from_host():
 
 
 def test_small_and_thin_frames_get_small_patches():
-    assert plan(100, 130, 1500).patch == 160          # no window larger than the frame
-    assert plan(40, 5000, 1500).patch == 256          # thin: context floor, not 40 px
+    assert plan(100, 130, 1500).patch == 160  # no window larger than the frame
+    assert plan(40, 5000, 1500).patch == 256  # thin: context floor, not 40 px
     assert plan(40, 5000, 1500).grid.tile_height == 40
 
 
@@ -106,23 +127,33 @@ def timed(seconds_per_pixel_by_patch, batch_penalty=1.0):
     """MODEL plus a fake time model: per-pixel seconds per patch side at batch 1, and batch 2
     forwards ``batch_penalty`` times slower per pixel (a CPU where batching does not pay)."""
     points = [[1, p, rate * p * p] for p, rate in seconds_per_pixel_by_patch.items()]
-    points += [[2, p, 2 * batch_penalty * rate * p * p]
-               for p, rate in seconds_per_pixel_by_patch.items()]
+    points += [
+        [2, p, 2 * batch_penalty * rate * p * p] for p, rate in seconds_per_pixel_by_patch.items()
+    ]
     return dataclasses.replace(MODEL, time_points=points)
 
 
 def plan_timed(height, width, cap_mb, model, **kwargs):
-    return plan_tiles(height, width, cap_bytes=int(cap_mb * MB), memory_model=model,
-                      num_classes=6, device=CPU, input_dtype=torch.float32, max_batch=2,
-                      held_bytes=0, **kwargs)
+    return plan_tiles(
+        height,
+        width,
+        cap_bytes=int(cap_mb * MB),
+        memory_model=model,
+        num_classes=6,
+        device=CPU,
+        input_dtype=torch.float32,
+        max_batch=2,
+        held_bytes=0,
+        **kwargs,
+    )
 
 
 def test_time_model_interpolates_per_pixel_cost():
     model = timed({512: 1e-7, 1024: 2e-7})
-    assert model.predict_seconds(1, 512) == pytest.approx(1e-7 * 512 ** 2)
-    assert model.predict_seconds(1, 768) == pytest.approx(1.5e-7 * 768 ** 2)
-    assert model.predict_seconds(1, 4096) == pytest.approx(2e-7 * 4096 ** 2)  # clamped
-    assert model.predict_seconds(3, 512) == pytest.approx(3e-7 * 512 ** 2)   # nearest batch 2
+    assert model.predict_seconds(1, 512) == pytest.approx(1e-7 * 512**2)
+    assert model.predict_seconds(1, 768) == pytest.approx(1.5e-7 * 768**2)
+    assert model.predict_seconds(1, 4096) == pytest.approx(2e-7 * 4096**2)  # clamped
+    assert model.predict_seconds(3, 512) == pytest.approx(3e-7 * 512**2)  # nearest batch 2
     assert MODEL.predict_seconds(1, 512) is None and not MODEL.has_time
 
 
@@ -130,7 +161,7 @@ def test_planner_picks_the_fastest_plan_and_says_so():
     # Large windows cost more per pixel than small ones (caches): fewest windows is not fastest.
     slow_big = timed({256: 1e-7, 1024: 1e-7, 2048: 4e-7}, batch_penalty=1.3)
     p = plan_timed(2448, 2448, 8000, slow_big)
-    assert p.batch == 1 and p.patch < 2048           # batching penalised, big patch slow
+    assert p.batch == 1 and p.patch < 2048  # batching penalised, big patch slow
     expected = p.grid.num_tiles * slow_big.predict_seconds(1, p.patch)
     assert p.predicted_seconds == pytest.approx(expected)
     assert f"predicted {p.predicted_seconds:.2g} s" in p.describe()
@@ -141,7 +172,7 @@ def test_planner_picks_the_fastest_plan_and_says_so():
             assert p.predicted_seconds <= other.predicted_seconds + 1e-12
     # Uniform per-pixel cost: the least recomputed overlap wins, i.e. ~the frame's own pixels.
     flat = plan_timed(2448, 2448, 8000, timed({256: 1e-7, 2048: 1e-7}))
-    assert flat.grid.num_tiles * flat.patch ** 2 <= 1.1 * round_up(2448, 32) ** 2
+    assert flat.grid.num_tiles * flat.patch**2 <= 1.1 * round_up(2448, 32) ** 2
 
 
 def test_pinned_plan_wins_over_the_time_model():
@@ -150,7 +181,8 @@ def test_pinned_plan_wins_over_the_time_model():
     assert (p.patch, p.overlap, p.batch) == (512, 64, 2)
     pairs, single = divmod(p.grid.num_tiles, 2)
     assert p.predicted_seconds == pytest.approx(
-        pairs * model.predict_seconds(2, 512) + single * model.predict_seconds(1, 512))
+        pairs * model.predict_seconds(2, 512) + single * model.predict_seconds(1, 512)
+    )
 
 
 def test_time_model_plans_stay_under_the_cap():

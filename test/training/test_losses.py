@@ -40,10 +40,17 @@ def test_total_is_the_weighted_sum_of_the_terms():
     assert set(parts) == {"logits", "aspp", "aux8", "aux16", "aux16_m", "fcn", "sr", "affinity"}
     expected = sum(getattr(weights, name) * value for name, value in parts.items())
     torch.testing.assert_close(total.detach(), expected)
-    assert dataclasses.asdict(LossWeights()) == {"logits": 1.0, "aspp": 1.0, "aux8": 1.0,
-                                                 "aux16": 1.0, "aux16_m": 1.0, "fcn": 0.4,
-                                                 "sr": 0.1, "affinity": 1.0,
-                                                 "class_weights": ()}
+    assert dataclasses.asdict(LossWeights()) == {
+        "logits": 1.0,
+        "aspp": 1.0,
+        "aux8": 1.0,
+        "aux16": 1.0,
+        "aux16_m": 1.0,
+        "fcn": 0.4,
+        "sr": 0.1,
+        "affinity": 1.0,
+        "class_weights": (),
+    }
 
 
 def test_negative_weight_is_refused():
@@ -53,8 +60,8 @@ def test_negative_weight_is_refused():
 
 def test_class_weights_raise_the_rare_class_share_of_the_ce():
     logits = torch.zeros(1, 2, 1, 4)
-    logits[0, 0] = 2.0                                   # confident class 0 everywhere
-    labels = torch.tensor([[[0, 0, 0, 1]]])              # class 1 is rare and wrong
+    logits[0, 0] = 2.0  # confident class 0 everywhere
+    labels = torch.tensor([[[0, 0, 0, 1]]])  # class 1 is rare and wrong
     plain = segmentation_ce(logits, labels)
     weighted = segmentation_ce(logits, labels, torch.tensor([1.0, 3.0]))
     per_pixel = F.cross_entropy(logits, labels, reduction="none").flatten()
