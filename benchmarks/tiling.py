@@ -15,8 +15,9 @@ Sections (every ratio is taken between figures measured in this same process):
 4. **Peak memory against the cap** (CPU: accounted from the measured memory model; CUDA:
    measured ``max_memory_allocated`` + engine bytes; with ``--device cuda`` also a cap sweep).
 5. **Frame edges.** Pixel accuracy of the bottom/right 8 px against the top/left 8 px on the
-   held-out labelled tiles (the two the bundled model never trained on), for the segmenter and the
-   old behaviour (one window zero-padded past the frame).
+   held-out labelled tiles (the two the bundled model never trained on), for the segmenter, the
+   segmenter on the frame rotated 180° (a control: the same pixels in the other corner of the
+   frame) and the old behaviour (one window zero-padded past the frame).
 6. **Blending.** Uniform averaging against Hann weighting on the same held-out tiles: mIoU,
    pixel accuracy and accuracy on the seams (within 8 px of an interior window border), for
    the planner's plan and for 512 px windows (many seams).
@@ -213,9 +214,19 @@ def section_edges(
     segmenter: Segmenter, model: torch.nn.Module, samples, device: torch.device
 ) -> dict:
     plain = copy.deepcopy(model).eval().to(device)
-    rows = {"segmenter": [], "zero-padded single window (before)": []}
+    rows = {
+        "segmenter": [],
+        "segmenter, frame rotated 180° (control)": [],
+        "zero-padded single window (before)": [],
+    }
     for sample in samples:
         rows["segmenter"].append(edge_bands(segmenter.segment(sample.image).mask, sample.label))
+        # The control: the same pixels, presented with bottom/right first. If the gap follows
+        # the pixels, it is the land cover of these bands; if it follows the position in the
+        # frame, it is the network or the tiler.
+        rotated = np.ascontiguousarray(sample.image[::-1, ::-1])
+        unrotated = segmenter.segment(rotated).mask[::-1, ::-1]
+        rows["segmenter, frame rotated 180° (control)"].append(edge_bands(unrotated, sample.label))
         rows["zero-padded single window (before)"].append(
             edge_bands(zero_padded_single_window(plain, sample.image, device), sample.label)
         )
@@ -415,7 +426,11 @@ def main() -> None:
     if samples:
         edges = section_edges(segmenter, model, samples, device)
         report["edges"] = edges
-        for name in ("segmenter", "zero-padded single window (before)"):
+        for name in (
+            "segmenter",
+            "segmenter, frame rotated 180° (control)",
+            "zero-padded single window (before)",
+        ):
             e = edges[name]
             print(
                 f"5. edges, {name}: top/left {e['top_left']:.1%}, bottom/right "

@@ -157,6 +157,16 @@ def test_time_model_interpolates_per_pixel_cost():
     assert MODEL.predict_seconds(1, 512) is None and not MODEL.has_time
 
 
+def test_time_model_uses_a_timed_patch_own_measurement():
+    """A patch timed at batch 1 only keeps its own per-pixel cost at batch 4, instead of the
+    batch-4 rate of some other patch side (on a CPU batching pays at 512 px, not at 1280)."""
+    points = [[1, 512, 2e-7 * 512**2], [4, 512, 4 * 1e-7 * 512**2], [1, 1280, 3e-7 * 1280**2]]
+    model = dataclasses.replace(MODEL, time_points=points)
+    assert model.predict_seconds(4, 512) == pytest.approx(4 * 1e-7 * 512**2)  # measured
+    assert model.predict_seconds(4, 1280) == pytest.approx(4 * 3e-7 * 1280**2)  # not 1e-7
+    assert model.predict_seconds(4, 1024) == pytest.approx(4 * 1e-7 * 1024**2)  # untimed side
+
+
 def test_planner_picks_the_fastest_plan_and_says_so():
     # Large windows cost more per pixel than small ones (caches): fewest windows is not fastest.
     slow_big = timed({256: 1e-7, 1024: 1e-7, 2048: 4e-7}, batch_penalty=1.3)

@@ -64,7 +64,8 @@ FULL_POINTS: tuple[tuple[int, int], ...] = (
 CPU_FULL_POINTS: tuple[tuple[int, int], ...] = ((1, 128), (1, 256), (2, 256), (1, 512), (2, 512))
 #: Shapes timed by ``uhr-seg calibrate`` on a CPU: every patch side the planner is likely to pick
 #: for frames of 1-5k px (the per-pixel cost grows with the patch once activations leave the
-#: caches, so it is measured there, not extrapolated), and batches 2 and 4 at one size.
+#: caches, so it is measured there, not extrapolated), and batches 2 and 4 at the sizes a
+#: 1-3k frame is usually cut into (batching helps at 512 px and hurts beyond on two cores).
 CPU_TIME_POINTS: tuple[tuple[int, int], ...] = (
     (1, 256),
     (1, 512),
@@ -73,7 +74,10 @@ CPU_TIME_POINTS: tuple[tuple[int, int], ...] = (
     (1, 768),
     (1, 1024),
     (2, 1024),
+    (4, 1024),
     (1, 1280),
+    (2, 1280),
+    (4, 1280),
     (1, 1536),
     (1, 2048),
     (1, 2464),
@@ -118,11 +122,18 @@ class MemoryModel:
     def predict_seconds(self, batch: int, patch: int) -> float | None:
         """Seconds of one forward of ``batch`` windows of ``patch²`` (None without time points).
 
-        Per-pixel cost is interpolated linearly in the patch side between the measured patches
-        of the nearest measured batch size (clamped beyond them), times ``batch · patch²``.
+        A patch side that was timed uses its own measurement at the nearest timed batch size
+        (batching changes the per-pixel cost differently at each size, so one batch's gain is
+        not carried to other patches). Otherwise the per-pixel cost is interpolated linearly in
+        the patch side between the measured patches of the nearest measured batch size (clamped
+        beyond them). Either way the result is that cost times ``batch · patch²``.
         """
         if not self.time_points:
             return None
+        same_patch = {int(b): s for b, p, s in self.time_points if int(p) == patch}
+        if same_patch:
+            near = min(same_patch, key=lambda b: (abs(math.log(b / batch)), b))
+            return same_patch[near] / (near * patch * patch) * batch * patch * patch
         batches = sorted({int(b) for b, _, _ in self.time_points})
         nearest = min(batches, key=lambda b: (abs(math.log(b / batch)), b))
         curve = sorted((int(p), s / (b * p * p)) for b, p, s in self.time_points if b == nearest)
