@@ -25,6 +25,17 @@ CE_HEADS = ("logits", "aspp", "aux8", "aux16", "aux16_m", "fcn")
 LOSS_TERMS = (*CE_HEADS, "sr", "affinity")
 
 
+def _check_weights(weights: Any) -> None:
+    """Shared by every family's loss weights: class weights > 0 (stored as floats), terms >= 0."""
+    object.__setattr__(weights, "class_weights", tuple(float(w) for w in weights.class_weights))
+    if any(w <= 0 for w in weights.class_weights):
+        raise ValueError("every loss.class_weights entry must be > 0")
+    for f in dataclasses.fields(weights):
+        value = getattr(weights, f.name)
+        if f.name != "class_weights" and value < 0:
+            raise ValueError(f"loss weight {f.name} must be >= 0, got {value}")
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weight of each term in the total loss (0 disables a term)."""
@@ -48,12 +59,7 @@ class LossWeights:
     class_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
-        if any(w <= 0 for w in self.class_weights):
-            raise ValueError("every loss.class_weights entry must be > 0")
-        for f in dataclasses.fields(self):
-            if f.name != "class_weights" and getattr(self, f.name) < 0:
-                raise ValueError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+        _check_weights(self)
 
 
 def segmentation_ce(
@@ -133,12 +139,7 @@ class SCPSegLossWeights:
     class_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
-        if any(w <= 0 for w in self.class_weights):
-            raise ValueError("every loss.class_weights entry must be > 0")
-        for f in dataclasses.fields(self):
-            if f.name != "class_weights" and getattr(self, f.name) < 0:
-                raise ValueError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+        _check_weights(self)
 
 
 class SCPSegLoss(nn.Module):
