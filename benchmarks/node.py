@@ -34,22 +34,13 @@ import numpy as np
 
 from uhr_seg_ros.cli.demo import RosProcess
 from uhr_seg_ros.ros.fastdds import profile_variables
+from uhr_seg_ros.ros.stats import STAGES
 
 SIZES: dict[str, tuple[int, int]] = {"3840x2160": (2160, 3840), "2448x2448": (2448, 2448)}
 NAMESPACE = "/uhr_seg_bench"
 INPUT_TOPIC = "/uhr_seg_bench/camera"
 #: Stages the node reports (``segment`` is the core's total inside the node).
-NODE_STAGES = (
-    "decode",
-    "upload",
-    "gather",
-    "infer",
-    "merge",
-    "download",
-    "segment",
-    "publish",
-    "total",
-)
+NODE_STAGES = tuple(stage for stage in STAGES if stage != "queue")
 
 
 def parse_args() -> argparse.Namespace:

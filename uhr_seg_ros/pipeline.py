@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -318,24 +319,14 @@ class Segmenter:
             # ... and what graphs and engines held (CUDA)
             held = self._baseline_held_bytes()
             s = self.settings
-            self._plans[key] = plan_tiles(
+            self._plans[key] = self._plan_tiles(
                 *key,
                 cap_bytes=s.cap_bytes,
-                memory_model=self.memory_model,
-                num_classes=self.backend.num_classes,
-                device=self.backend.device,
-                input_dtype=self.backend.input_dtype,
                 held_bytes=held,
-                max_batch=self.backend.max_batch,
-                size_divisor=self.backend.size_divisor,
-                with_confidence=s.return_confidence,
-                safety_margin=s.safety_margin,
                 patch_size=s.patch_size,
                 overlap=s.overlap,
                 batch_size=s.batch_size,
-                allowed_patches=self._allowed_patches,
                 blend=s.blend,
-                context=self.backend.window_context,
             )
             log.info("tile plan %s", self._plans[key].describe())
         return self._plans[key]
@@ -360,6 +351,25 @@ class Segmenter:
             self._warmed.add((plan.batch, plan.patch))
         return plan
 
+    def _plan_tiles(self, height: int, width: int, **choices: Any) -> TilePlan:
+        """:func:`plan_tiles` with what this backend, memory model and settings fix; callers pass
+        the cap, the held bytes and the window choices."""
+        return plan_tiles(
+            height,
+            width,
+            memory_model=self.memory_model,
+            num_classes=self.backend.num_classes,
+            device=self.backend.device,
+            input_dtype=self.backend.input_dtype,
+            max_batch=self.backend.max_batch,
+            size_divisor=self.backend.size_divisor,
+            with_confidence=self.settings.return_confidence,
+            safety_margin=self.settings.safety_margin,
+            allowed_patches=self._allowed_patches,
+            context=self.backend.window_context,
+            **choices,
+        )
+
     def minimum_cap_mb(self) -> float:
         """The smallest cap any frame can be segmented under: the planner's smallest plan (one
         window of the smallest patch the backend runs, batch 1) plus the safety margin.
@@ -374,24 +384,14 @@ class Segmenter:
             patch = min(self._allowed_patches)
         else:
             patch = self.backend.size_divisor
-        plan = plan_tiles(
+        plan = self._plan_tiles(
             patch,
             patch,
             cap_bytes=2**62,
-            memory_model=self.memory_model,
-            num_classes=self.backend.num_classes,
-            device=self.backend.device,
-            input_dtype=self.backend.input_dtype,
             held_bytes=self._baseline_held_bytes(),
-            max_batch=self.backend.max_batch,
-            size_divisor=self.backend.size_divisor,
-            with_confidence=s.return_confidence,
-            safety_margin=s.safety_margin,
             patch_size=patch,
             overlap=0,
             batch_size=1,
-            allowed_patches=self._allowed_patches,
-            context=self.backend.window_context,
         )
         return plan.predicted_peak_bytes / (1.0 - s.safety_margin) / 2**20
 

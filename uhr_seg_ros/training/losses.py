@@ -36,6 +36,11 @@ def _check_weights(weights: Any) -> None:
             raise ValueError(f"loss weight {f.name} must be >= 0, got {value}")
 
 
+def _class_weight_tensor(class_weights: tuple[float, ...]) -> torch.Tensor | None:
+    """The CE's per-class weight tensor, or None for all ones."""
+    return torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weight of each term in the total loss (0 disables a term)."""
@@ -103,11 +108,7 @@ class SGHRQLoss(nn.Module):
     def __init__(self, weights: LossWeights | None = None) -> None:
         super().__init__()
         self.weights = weights or LossWeights()
-        self.class_weights = (
-            torch.tensor(self.weights.class_weights, dtype=torch.float32)
-            if self.weights.class_weights
-            else None
-        )
+        self.class_weights = _class_weight_tensor(self.weights.class_weights)
 
     def forward(
         self, outputs: dict[str, torch.Tensor], labels: torch.Tensor
@@ -156,11 +157,7 @@ class SCPSegLoss(nn.Module):
     def __init__(self, weights: SCPSegLossWeights | None = None) -> None:
         super().__init__()
         self.weights = weights or SCPSegLossWeights()
-        self.class_weights = (
-            torch.tensor(self.weights.class_weights, dtype=torch.float32)
-            if self.weights.class_weights
-            else None
-        )
+        self.class_weights = _class_weight_tensor(self.weights.class_weights)
 
     def forward(
         self, outputs: dict[str, torch.Tensor], labels: torch.Tensor
