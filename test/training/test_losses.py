@@ -72,3 +72,4 @@ def test_class_weights_raise_the_rare_class_share_of_the_ce():
     torch.testing.assert_close(uniform, plain)
     with pytest.raises(ValueError, match="class_weights"):
         LossWeights(class_weights=(1.0, 0.0))
+    assert LossWeights(class_weights=None).class_weights == ()  # YAML `class_weights: null`

@@ -26,8 +26,10 @@ LOSS_TERMS = (*CE_HEADS, "sr", "affinity")
 
 
 def _check_weights(weights: Any) -> None:
-    """Shared by every family's loss weights: class weights > 0 (stored as floats), terms >= 0."""
-    object.__setattr__(weights, "class_weights", tuple(float(w) for w in weights.class_weights))
+    """Shared by every family's loss weights: class weights > 0 (stored as floats; null or [] for
+    none), terms >= 0."""
+    class_weights = tuple(float(w) for w in weights.class_weights or ())
+    object.__setattr__(weights, "class_weights", class_weights)
     if any(w <= 0 for w in weights.class_weights):
         raise ValueError("every loss.class_weights entry must be > 0")
     for f in dataclasses.fields(weights):

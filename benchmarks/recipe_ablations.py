@@ -1,0 +1,147 @@
+"""Ablations of the CPU training recipe: one change at a time, the same start, budget and scores.
+
+Each variant fine-tunes the same start checkpoint with ``config/train_lite_cpu.yaml`` plus the
+variant's ``--set`` overrides for the same number of steps, then is scored two ways:
+
+* **val**: the trainer's own validation at the last step (fixed crops of the ``deepglobe_512``
+  val quadrants, the community val list's parents; ``val_log.csv``), the split the choices are
+  made on;
+* **held-out**: ``uhr-seg eval`` on the DeepGlobe tiles 6399 and 10452 (never trained on), with
+  default settings on the CPU: the figure issue 14's target is stated in.
+
+    git show 8bcfb2d:models/sghrq_deepglobe_lite.pt > runs/lite_v2.pt
+    OMP_NUM_THREADS=1 python benchmarks/recipe_ablations.py --init runs/lite_v2.pt \\
+        --steps 400 --out runs/ablate               # all variants, one after the other
+    python benchmarks/recipe_ablations.py --init runs/lite_v2.pt --only base no_synthetic ...
+
+A variant whose ``model.pt`` already exists is not retrained (rerun to extend the table).
+Prints (and writes to ``OUT/ablations.md``) one markdown row per variant with the wall time of
+its training. Run it with ``OMP_NUM_THREADS=1`` beside other work: on a 2-core machine one
+thread per process is the fastest arrangement (docs/model.md, "CPU threads").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HELD_OUT = ("6399", "10452")
+CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren")
+
+#: name -> (what it tests, --set overrides on top of the shared short schedule)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "base": ("the shipped recipe (crop 384, batch 4, AdamW, class-weighted CE)", []),
+    "gsd_as_scale_aug": (
+        "512² quadrants at their own 1.2 m (a scale augmentation), not resampled to 0.5 m",
+        ["data.gsd_m=null"],
+    ),
+    "no_synthetic": (
+        "no synthetic scenes (real tiles and quadrants only)",
+        ['data.train=[{spec: "deepglobe:../shared/data/deepglobe", weight: 3, split: all, '
+         'exclude: ["6399", "10452"]}, {spec: "deepglobe512:../shared/data/deepglobe_512", '
+         'weight: 6, exclude: ["0235"]}]'],
+    ),
+    "synthetic_30pct": (
+        "30 % synthetic scenes instead of 10 %",
+        ['data.train=[{spec: "deepglobe:../shared/data/deepglobe", weight: 3, split: all, '
+         'exclude: ["6399", "10452"]}, {spec: "deepglobe512:../shared/data/deepglobe_512", '
+         'weight: 6, exclude: ["0235"]}, {spec: "synthetic:32@1024", weight: 4}]'],
+    ),
+    "crop512_batch2": (
+        "crop 512 at batch 2 (about the same pixels per step)",
+        ["data.crop_size=512", "schedule.batch_size=2"],
+    ),
+    "unweighted_ce": ("plain CE (no class weights)", ["loss.class_weights=null"]),
+    "sgd": (
+        "SGD momentum 0.9, lr 1e-2 (the paper's optimiser) instead of AdamW 1e-3",
+        ["schedule.optimizer=sgd", "schedule.lr=0.01", "schedule.weight_decay=0.0005"],
+    ),
+    "no_color_jitter": ("no colour augmentation", ["data.color_jitter=0.0"]),
+}
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with log.open("w") as out:
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    if code != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed (exit {code}); see {log}")
+
+
+def last_val(run_dir: Path) -> float:
+    with (run_dir / "val_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["miou"])
+
+
+def train_and_score(name: str, init: Path, steps: int, out: Path) -> dict:
+    overrides = VARIANTS[name][1]
+    run_dir = out / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wall = None
+    if not (run_dir / "model.pt").is_file():
+        cmd = [sys.executable, "-m", "uhr_seg_ros.cli", "train", "--no-progress",
+               "--config", "config/train_lite_cpu.yaml", "--out", str(run_dir),
+               "--set", f"model.init_from={init}",
+               "--set", f"schedule.iterations={steps}",
+               "--set", f"schedule.epoch_iterations={max(1, steps // 4)}",
+               "--set", f"run.val_every={steps}",
+               "--set", "run.checkpoint_every=100"]
+        for item in overrides:
+            cmd += ["--set", item]
+        start = time.monotonic()
+        run(cmd, run_dir / "train.out")
+        wall = time.monotonic() - start
+        (run_dir / "wall_s.txt").write_text(f"{wall:.0f}\n")
+    elif (run_dir / "wall_s.txt").is_file():
+        wall = float((run_dir / "wall_s.txt").read_text())
+    scores = run_dir / "held_out"
+    if not (scores / "results.json").is_file():
+        run([sys.executable, "-m", "uhr_seg_ros.cli", "eval",
+             "--data", "deepglobe:../shared/data/deepglobe", "--ids", *HELD_OUT,
+             "--model", str(run_dir / "model.pt"), "--backend", "cpu", "--no-vis",
+             "--out", str(scores)], run_dir / "eval.out")
+    results = json.loads((scores / "results.json").read_text())
+    return {"name": name, "wall_s": wall, "val": last_val(run_dir), "held_out": results}
+
+
+def row(result: dict) -> str:
+    held = result["held_out"]
+    per_class = held["per_class_iou"]
+    ious = [per_class.get(c) for c in CLASSES]
+    wall = "" if result["wall_s"] is None else f"{result['wall_s'] / 60:.0f} min"
+    cells = [f"`{result['name']}`", VARIANTS[result["name"]][0], wall,
+             f"{100 * result['val']:.1f}", f"{100 * held['miou']:.1f}"]
+    cells += ["" if v is None else f"{100 * v:.1f}" for v in ious]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--init", type=Path, required=True, help="start checkpoint for every run")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=Path("runs/ablate"))
+    parser.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="these variants")
+    args = parser.parse_args()
+    if not args.init.is_file():
+        sys.exit(f"--init {args.init}: no such checkpoint")
+    if os.environ.get("OMP_NUM_THREADS") is None:
+        print("note: OMP_NUM_THREADS is unset; one thread is fastest beside other work")
+    header = ("| run | what changed | train wall | val mIoU | held-out mIoU | "
+              + " | ".join(CLASSES) + " |")
+    lines = [header, "|" + "---|" * (5 + len(CLASSES))]
+    print(header, flush=True)
+    for name in args.only or list(VARIANTS):
+        lines.append(row(train_and_score(name, args.init.resolve(), args.steps, args.out)))
+        print(lines[-1], flush=True)
+        (args.out / "ablations.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
