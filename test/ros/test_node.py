@@ -410,6 +410,16 @@ class LifecycleClient:
 
         return self._call(self._get, GetState.Request()).current_state.label
 
+    def wait_until(self, label: str, timeout_s: float = 30.0) -> bool:
+        """The node's subscription exists from configure on; frames sent before it is active
+        are counted and dropped by design, so a test waits for ``active`` before sending."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.get() == label:
+                return True
+            time.sleep(0.1)
+        return False
+
 
 def test_lifecycle_failed_configure_then_fixed_parameter_then_every_transition(
     ros_context, tiny_segmenter, tiny_checkpoint, tmp_path
@@ -629,6 +639,7 @@ def test_node_process_segments_a_deepglobe_frame_and_survives_bad_input(
         assert spin_until(
             executor, lambda: probe.images.get_subscription_count() > 0, NODE_START_TIMEOUT_S
         ), f"node never subscribed:\n{process.output()}"
+        assert LifecycleClient(probe, executor, f"{namespace}/uhr_seg").wait_until("active")
         assert spin_until(executor, parameters.service_is_ready, 10)
         assert spin_until(
             executor,
@@ -718,6 +729,7 @@ def test_node_process_on_the_compressed_transport(
         assert spin_until(
             executor, lambda: probe.compressed.get_subscription_count() > 0, NODE_START_TIMEOUT_S
         ), f"node never subscribed:\n{process.output()}"
+        assert LifecycleClient(probe, executor, f"{namespace}/uhr_seg").wait_until("active")
         assert spin_until(
             executor, lambda: probe.node.count_publishers(f"{namespace}/mask") > 0, 10
         )
