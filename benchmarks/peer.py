@@ -44,6 +44,7 @@ from uhr_seg_ros.data.datasets import SubsetDataset, build_dataset
 from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
 from uhr_seg_ros.model import build_model, load_checkpoint
 from uhr_seg_ros.model.backbones import BasicBlock, ConvBNReLU
+from uhr_seg_ros.model.contract import SegmentationModel
 from uhr_seg_ros.training.config import load_train_config
 from uhr_seg_ros.training.crops import pad_to_divisor, training_crops
 from uhr_seg_ros.training.loop import make_optimizer
@@ -63,14 +64,17 @@ class UNetConfig:
         return dataclasses.asdict(self)
 
 
-class UNetResNet18(nn.Module):
-    """U-Net, ResNet-18 encoder (torchvision layout), smp-style decoder; input RGB 0..255."""
+class UNetResNet18(SegmentationModel):
+    """U-Net, ResNet-18 encoder (torchvision layout), smp-style decoder; input RGB 0..255.
+    A ``SegmentationModel`` so that the backends and the tiler take it as they take SGHRQ."""
 
-    size_divisor = 32
+    family = "peer_unet"
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
+        self.meta: dict = {}
+        self.train_heads = None
         self.register_buffer(
             "mean", torch.tensor([123.7, 116.3, 103.5]).view(1, 3, 1, 1), persistent=False
         )
