@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uhr_seg_ros.data.datasets import BadSampleError, Sample, SegmentationDataset
-from uhr_seg_ros.data.transforms import TrainingCrops, photometric_jitter
+from uhr_seg_ros.data.transforms import TrainingCrops, coarser_sensor, photometric_jitter
 
 
 class _Frames(SegmentationDataset):
@@ -136,3 +136,28 @@ def test_photometric_jitter_changes_colours_but_not_shape_and_is_seeded() -> Non
     plain = TrainingCrops(_Frames([(40, 40)]), crop_size=16, samples_per_epoch=2)
     assert not torch.equal(crops[0][0], plain[0][0])
     torch.testing.assert_close(crops[0][1], plain[0][1])  # labels untouched
+
+
+def test_coarser_sensor_removes_detail_but_keeps_size_and_mean() -> None:
+    image = np.random.default_rng(2).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    coarse = coarser_sensor(image, 2.5)
+    assert coarse.shape == image.shape and coarse.dtype == np.uint8
+    assert coarse.std() < 0.6 * image.std()  # fine texture averaged away
+    assert abs(float(coarse.mean()) - float(image.mean())) < 3.0  # brightness kept
+    np.testing.assert_array_equal(coarser_sensor(image, 1.0), image)
+
+
+def test_coarse_sensor_factor_degrades_some_crops_and_leaves_labels() -> None:
+    def crops(factor: float) -> TrainingCrops:
+        frames = _Frames([(64, 64)])
+        return TrainingCrops(
+            frames, crop_size=32, samples_per_epoch=16, coarse_sensor_factor=factor
+        )
+
+    plain, coarse = crops(1.0), crops(2.5)
+    changed = [not torch.equal(plain[i][0], coarse[i][0]) for i in range(16)]
+    assert 2 <= sum(changed) <= 14  # about half the crops, chosen per crop
+    for i in range(16):
+        torch.testing.assert_close(plain[i][1], coarse[i][1])
+    with pytest.raises(ValueError, match="coarse_sensor_factor"):
+        crops(0.5)

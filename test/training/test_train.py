@@ -161,6 +161,8 @@ def test_config_errors_name_the_problem():
         train_config_from_dict({"model": {"preset": "tiny"}})
     with pytest.raises(ValueError, match=r"section\.key=value"):
         train_config_from_dict(TINY_RUN, overrides=["iterations=5"])
+    with pytest.raises(ValueError, match=r"data\.coarse_sensor_factor must be >= 1"):
+        train_config_from_dict(TINY_RUN, overrides=["data.coarse_sensor_factor=0.5"])
     cfg = train_config_from_dict(TINY_RUN, overrides=["schedule.iterations=9", "run.seed=3"])
     assert cfg.schedule.iterations == 9 and cfg.run.seed == 3
 

@@ -28,7 +28,10 @@ class TrainingCrops(Dataset):
     0.5 m) multiplies the zoom, so every source reaches the model at one ground resolution.
     ``color_jitter`` > 0 applies random photometric changes of that strength (brightness,
     contrast, saturation, white balance, gamma, and sometimes blur or sensor noise), because
-    users' cameras differ from DigitalGlobe's.
+    users' cameras differ from DigitalGlobe's. ``coarse_sensor_factor`` > 1 resamples half the
+    crops down by a random factor up to it and back up: the same ground seen by a coarser sensor
+    or from higher up. It also keeps sharpness from telling sources apart, where some sources
+    were upsampled to the model's GSD (the 1.2 m quadrants) and others are native.
 
     Decoded frames are kept in an LRU cache of ``cache_mb`` (a 2448² DeepGlobe tile is ~24 MB
     decoded and slow to decode); each DataLoader worker holds its own cache. A sample that turns
@@ -45,6 +48,7 @@ class TrainingCrops(Dataset):
         cache_mb: float = 2048.0,
         gsd_ratio: float = 1.0,
         color_jitter: float = 0.0,
+        coarse_sensor_factor: float = 1.0,
     ) -> None:
         if len(dataset) == 0:
             raise ValueError("cannot crop from an empty data set (check the path and split)")
@@ -64,8 +68,11 @@ class TrainingCrops(Dataset):
             raise ValueError(
                 f"need gsd_ratio > 0 and 0 <= color_jitter < 1, got {gsd_ratio}, {color_jitter}"
             )
+        if coarse_sensor_factor < 1:
+            raise ValueError(f"coarse_sensor_factor must be >= 1, got {coarse_sensor_factor}")
         self.gsd_ratio = gsd_ratio
         self.color_jitter = color_jitter
+        self.coarse_sensor_factor = coarse_sensor_factor
         self.epoch = 0
         self._cache_budget = int(cache_mb * 2**20)
         self._cache: OrderedDict[int, Sample] = OrderedDict()
@@ -85,6 +92,8 @@ class TrainingCrops(Dataset):
         image, label = self._random_window(sample, rng)
         flip = int(rng.integers(8))
         image, label = _dihedral(image, flip), _dihedral(label, flip)
+        if self.coarse_sensor_factor > 1 and rng.random() < 0.5:
+            image = coarser_sensor(image, rng.uniform(1.0, self.coarse_sensor_factor))
         if self.color_jitter > 0:
             image = photometric_jitter(image, self.color_jitter, rng)
         return (
@@ -168,6 +177,15 @@ def _dihedral(array: np.ndarray, which: int) -> np.ndarray:
     if which & 1:
         array = array[:, ::-1]
     return array
+
+
+def coarser_sensor(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` (H×W×3 uint8) as a sensor ``factor`` times coarser would record it, at the
+    same pixel size: area-downsampled, then bilinearly upsampled back."""
+    height, width = image.shape[:2]
+    small = (max(1, round(width / factor)), max(1, round(height / factor)))
+    coarse = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
 def photometric_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:

@@ -87,6 +87,9 @@ class DataSection:
     gsd_m: float | None = 0.5
     # Strength of the photometric augmentation (0 = off; 0.3 = +-30 % brightness etc.).
     color_jitter: float = 0.0
+    # Half the crops are resampled down by a random factor in [1, this] and back up (a coarser
+    # sensor, a higher flight; hides which sources were upsampled to gsd_m). 1 = off.
+    coarse_sensor_factor: float = 1.0
     # Side and number of the fixed validation crops.
     val_crop_size: int = 1024
     val_crops: int = 16
@@ -112,6 +115,10 @@ class DataSection:
             )
         if any(s.weight <= 0 for s in sources):
             raise ValueError("every data.train weight must be > 0")
+        if not self.coarse_sensor_factor >= 1:
+            raise ValueError(
+                f"data.coarse_sensor_factor must be >= 1 (1 = off), got {self.coarse_sensor_factor}"
+            )
         if self.crop_size < SIZE_DIVISOR or self.val_crop_size < SIZE_DIVISOR:
             raise ValueError(f"crop sizes must be >= {SIZE_DIVISOR}")
 

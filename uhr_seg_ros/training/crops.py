@@ -129,6 +129,7 @@ def training_crops(cfg: TrainConfig, class_names: tuple[str, ...]) -> ConcatData
                 cache_mb=cfg.data.cache_mb,
                 gsd_ratio=gsd_ratio(dataset, cfg.data.gsd_m),
                 color_jitter=cfg.data.color_jitter,
+                coarse_sensor_factor=cfg.data.coarse_sensor_factor,
             )
         )
     return ConcatDataset(parts)
