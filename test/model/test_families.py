@@ -57,6 +57,19 @@ def test_inference_graph_shape_dtype_and_finite(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_an_offset_on_the_output_classifier_bias_shifts_every_logit(family):
+    """What fit-class-bias relies on: nothing after the classifier but a linear upsampling."""
+    model = _model(family).eval()
+    x = torch.rand(1, 3, PATCH, PATCH, generator=torch.Generator().manual_seed(2)) * 255
+    offsets = torch.tensor([0.5, -1.0, 0.25])
+    with torch.inference_mode():
+        before = model(x)
+        model.output_classifier().bias += offsets
+        after = model(x)
+    torch.testing.assert_close(after - before, offsets.view(1, 3, 1, 1).expand_as(after))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_training_outputs_feed_the_family_loss_and_reach_every_trainable_weight(family):
     model = _model(family).train()
     side = _train_crop(model)

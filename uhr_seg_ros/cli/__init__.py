@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "calibrate",
     "export",
     "train",
+    "fit_class_bias",
     "eval",
     "demo",
     "replay",

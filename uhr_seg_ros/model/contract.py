@@ -65,6 +65,12 @@ class SegmentationModel(nn.Module):
         """``(logits, labels)`` of the part of a validation crop the network predicts."""
         return self(images), labels
 
+    def output_classifier(self) -> nn.Conv2d:
+        """The last layer: a 1x1 convolution to class logits, followed only by a linear
+        upsampling, so that an offset added to its bias is added to every output logit
+        (evaluation/class_bias.py)."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its classifier")
+
     def prepare_for_inference(self) -> None:
         """Freeze what training writes (``load_checkpoint`` calls it); nothing by default."""
 

@@ -223,6 +223,12 @@ class SCPSeg(SegmentationModel):
         # Normalise in fp32 whatever the input precision, then continue in the input's dtype.
         return ((x.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(x.dtype)
 
+    def output_classifier(self) -> nn.Conv2d:
+        """The classifier's 1x1 convolution (its logits are only upsampled bilinearly)."""
+        last = self.classifier[-1]
+        assert isinstance(last, nn.Conv2d)
+        return last
+
     def _predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Window logits ``(B, C, P, P)`` and the centre's decoder features ``(B, Cd, d, d)``."""
         self._check_input(x)

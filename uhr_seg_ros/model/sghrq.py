@@ -170,6 +170,12 @@ class SGHRQ(SegmentationModel):
         """``(logits, labels)`` of a validation crop: SGHRQ predicts the whole crop."""
         return self(images), labels
 
+    def output_classifier(self) -> nn.Conv2d:
+        """The query MLP's last 1x1 convolution (its logits are only upsampled bilinearly)."""
+        last = self.query.mlp[-1]
+        assert isinstance(last, nn.Conv2d)
+        return last
+
     # ------------------------------------------------------------------------------ state
     def freeze_memory_bank(self) -> None:
         """Forbid bank writes from now on (deployment); ``load_checkpoint`` calls it."""
