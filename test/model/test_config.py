@@ -28,6 +28,8 @@ def test_unknown_key_is_refused_with_the_valid_keys_listed():
         ({"downscale": 8}, "downscale"),
         ({"stdc_widths": (4, 8, 12, 16)}, "multiples of 8"),
         ({"memory_momentum": 1.0}, "memory_momentum"),
+        ({"input_blur_sigma": -0.5}, "input_blur_sigma"),
+        ({"input_blur_sigma": 9.0}, "input_blur_sigma"),
     ],
 )
 def test_invalid_values_are_refused(change, message):
@@ -41,3 +43,14 @@ def test_presets_scale_as_documented():
     assert paper.aspp_dilations == (1, 12, 24, 36) and paper.mlp_widths == (512, 256, 256)
     assert lite.resnet_widths == tuple(w // 2 for w in paper.resnet_widths)
     assert paper.memory_dim == 512 and paper.class_names == tuple(f"class_{i}" for i in range(6))
+
+
+def test_a_field_added_later_keeps_older_models_identity_until_it_is_set():
+    """Memory models and engine keys hash to_dict(): a new field at its default must not change
+    the dict of any model saved before it existed."""
+    lite = SGHRQConfig.lite()
+    assert "input_blur_sigma" not in lite.to_dict()
+    assert SGHRQConfig.from_dict(lite.to_dict()) == lite
+    blurred = dataclasses.replace(lite, input_blur_sigma=1.2)
+    assert blurred.to_dict()["input_blur_sigma"] == 1.2
+    assert SGHRQConfig.from_dict(blurred.to_dict()) == blurred

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .context import ContextSpec
 
@@ -33,6 +33,10 @@ class PlainConfig:
 
     num_classes: int
     class_names: tuple[str, ...]
+    #: Fields added after models were shipped: left out of :meth:`to_dict` while at their
+    #: default, so that every model saved before keeps its identity (memory models and
+    #: TensorRT engine keys hash the config) and its file.
+    added_fields: ClassVar[tuple[str, ...]] = ()
 
     def _normalise_fields(self) -> None:
         names = tuple(getattr(self, "class_names", ())) or _generic_names(
@@ -62,6 +66,8 @@ class PlainConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
+            if f.name in self.added_fields and value == f.default:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -127,6 +133,12 @@ class SGHRQConfig(PlainConfig):
     affinity_channels: int = 128
     # Dropout before the ASPP and FCN classifiers (training only; identity in eval mode).
     dropout: float = 0.1
+    # Gaussian blur (sigma in input pixels) applied inside the network before both branches:
+    # matches sharp frames to training data that were softer, e.g. sources upsampled to the
+    # model's GSD (area-down by f then linear-up is about sigma = f / 2). 0 = none.
+    input_blur_sigma: float = 0.0
+
+    added_fields: ClassVar[tuple[str, ...]] = ("input_blur_sigma",)
 
     def __post_init__(self) -> None:
         self._normalise_fields()
@@ -175,6 +187,10 @@ class SGHRQConfig(PlainConfig):
             raise ValueError(f"mean/std need 3 values each (std > 0), got {self.mean}, {self.std}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.input_blur_sigma <= 8.0:
+            raise ValueError(
+                f"input_blur_sigma must be in [0, 8] pixels (0 = off), got {self.input_blur_sigma}"
+            )
 
     @property
     def memory_dim(self) -> int:

@@ -12,6 +12,7 @@ Three branches see one local patch and nothing beyond it:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -29,6 +30,18 @@ from .train_heads import TrainingHeads
 
 #: Prefix of the state-dict keys that deployment checkpoints may drop.
 TRAIN_HEADS_PREFIX = "train_heads."
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """``(1, 1, k, k)`` normalised Gaussian, ``k = 2 ceil(3 sigma) + 1``; ``(1, 1, 1, 1)`` ones
+    (identity) for ``sigma = 0``."""
+    if sigma <= 0:
+        return torch.ones(1, 1, 1, 1)
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    line = torch.exp(-(taps**2) / (2 * sigma**2))
+    line /= line.sum()
+    return (line[:, None] * line[None, :])[None, None]
 
 
 class SGHRQ(SegmentationModel):
@@ -53,6 +66,9 @@ class SGHRQ(SegmentationModel):
         self.meta: dict[str, Any] = {}
         self.register_buffer("pixel_mean", torch.tensor(c.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(c.std).view(1, 3, 1, 1), persistent=False)
+        # Fixed input blur (config.input_blur_sigma): part of the graph, so every backend and
+        # export applies it; not a weight (a checkpoint's tensors do not change).
+        self.register_buffer("blur_kernel", gaussian_kernel(c.input_blur_sigma), persistent=False)
         # Semantic branch.
         self.semantic = ResNetV1c(c.stem_widths, c.resnet_widths)
         self.aspp = ASPPHead(
@@ -116,6 +132,13 @@ class SGHRQ(SegmentationModel):
         height, width = x.shape[-2], x.shape[-1]
         # Normalise in fp32 whatever the input precision, then continue in the input's dtype.
         image = ((x.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(x.dtype)
+        if self.blur_kernel.numel() > 1:
+            pad = self.blur_kernel.shape[-1] // 2
+            image = F.conv2d(
+                F.pad(image, (pad, pad, pad, pad), mode="reflect"),
+                self.blur_kernel.to(image.dtype).expand(3, 1, -1, -1),
+                groups=3,
+            )
 
         scale = self.config.downscale
         small = F.interpolate(image, size=(height // scale, width // scale), mode="nearest")
