@@ -57,6 +57,7 @@ class SGHRQ(SegmentationModel):
     config: SGHRQConfig
     pixel_mean: torch.Tensor
     pixel_std: torch.Tensor
+    blur_kernel: torch.Tensor
 
     def __init__(self, config: SGHRQConfig, training_heads: bool = True) -> None:
         super().__init__()
