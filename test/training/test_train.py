@@ -114,6 +114,22 @@ def test_fine_tuning_to_other_classes_reuses_what_transfers(tmp_path):
         )
     )
     torch.testing.assert_close(same.aux8_head.weight, source.aux8_head.weight)
+    blurred = initial_model(
+        train_config_from_dict(
+            {
+                **TINY_RUN,
+                "model": {
+                    "preset": "tiny",
+                    "class_names": list(source.config.class_names),
+                    "overrides": {"input_blur_sigma": 1.0},
+                    "init_from": str(path),
+                },
+            }
+        )
+    )  # a field that shapes no tensor: everything carries over, the new value applies
+    assert blurred.config.input_blur_sigma == 1.0
+    torch.testing.assert_close(blurred.aux8_head.weight, source.aux8_head.weight)
+    torch.testing.assert_close(blurred.memory.prototypes, source.memory.prototypes)
     with pytest.raises(ValueError, match="different model config"):
         initial_model(
             train_config_from_dict(

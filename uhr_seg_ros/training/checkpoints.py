@@ -47,28 +47,35 @@ def restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+#: Model config fields that no weight's shape depends on: a fine-tuning run may set its own.
+SHAPELESS_FIELDS = ("input_blur_sigma", "dropout", "memory_momentum")
+
+
 def initial_model(cfg: TrainConfig) -> SegmentationModel:
     """A fresh model, or ``model.init_from``'s weights when fine-tuning.
 
     Same classes: every weight and the memory bank carry over. Other classes (a user's own
     data set): the weights whose shapes match (backbones, ASPP, query MLP body: what transfers)
     carry over, the class-dependent layers (logit heads, the query MLP's first and last layer,
-    the memory bank) start fresh. Any other difference (preset, widths) is refused.
+    the memory bank) start fresh. Fields that shape no tensor (input blur, dropout, bank
+    momentum) follow the training config; any other difference (preset, widths) is refused.
     """
     config = cfg.model.build_config()
     model = build_model(config)
     if not cfg.model.init_from:
         return model
     source = load_checkpoint(cfg.model.init_from)
+    # Fields that shape no tensor may change when fine-tuning (e.g. adding an input blur).
+    free = {f: getattr(config, f) for f in SHAPELESS_FIELDS if hasattr(config, f)}
     same_classes = dataclasses.replace(
-        source.config, num_classes=config.num_classes, class_names=config.class_names
+        source.config, num_classes=config.num_classes, class_names=config.class_names, **free
     )
     if same_classes != config:
         raise ValueError(
             f"model.init_from {cfg.model.init_from} has a different model config "
             "than this training config; match model.preset and overrides"
         )
-    if source.config == config:
+    if dataclasses.replace(source.config, **free) == config:
         # Missing training heads (inference-only files) keep their fresh initialisation.
         model.load_state_dict(source.state_dict(), strict=False)
         if isinstance(model, SGHRQ) and isinstance(source, SGHRQ):
