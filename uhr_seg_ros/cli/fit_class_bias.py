@@ -19,6 +19,8 @@ LOGGER = logging.getLogger("uhr-seg.fit-class-bias")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from uhr_seg_ros.cli.train import add_override_option
+
     parser = subparsers.add_parser(
         "fit-class-bias",
         help="fit per-class logit offsets on validation crops into a model's classifier",
@@ -33,14 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument(
         "--val-crops", type=int, default=140, help="number of fixed validation crops"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config field (repeatable), as for uhr-seg train",
-    )
+    add_override_option(parser)
     parser.set_defaults(func=run)
     return parser
 

@@ -42,17 +42,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="reduced schedule for small machines (small crops, few iterations)",
     )
+    add_override_option(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log files)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_override_option(parser: argparse.ArgumentParser) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable) into ``args.overrides``: one field of a training
+    config, value parsed as YAML."""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config field (repeatable)",
+        help="override one training-config field (repeatable)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log files)")
-    parser.set_defaults(func=run)
-    return parser
 
 
 def resolve_config(name: str) -> Path:
