@@ -11,7 +11,6 @@ correction with the weights.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,8 +19,6 @@ import torch
 
 from uhr_seg_ros.data.palettes import IGNORE_INDEX
 from uhr_seg_ros.model import SegmentationModel
-
-log = logging.getLogger(__name__)
 
 #: Offsets tried per class and round: coarse, then around the best coarse value.
 COARSE_STEPS = tuple(np.round(np.arange(-1.5, 1.5001, 0.25), 3))
