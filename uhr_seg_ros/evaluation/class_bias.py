@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from uhr_seg_ros.data.palettes import IGNORE_INDEX
+from uhr_seg_ros.evaluation.metrics import ConfusionMatrix
 from uhr_seg_ros.model import SegmentationModel
 
 #: Offsets tried per class and round: coarse, then around the best coarse value.
@@ -63,15 +64,15 @@ def _counted(data: ValidationLogits) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _miou(logits: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor) -> float:
-    """mIoU (classes present in truth or prediction) of counted pixels ``(P, C)``, ``(P,)``."""
+    """mIoU of counted pixels ``(P, C)``, ``(P,)`` with ``bias`` added to the logits, by the
+    benchmark's rules (:class:`ConfusionMatrix`); the counting stays in torch (it runs for every
+    trial offset)."""
     classes = logits.shape[1]
     prediction = (logits + bias).argmax(1)
-    matrix = torch.bincount(labels * classes + prediction, minlength=classes * classes)
-    matrix = matrix.reshape(classes, classes)
-    hits = matrix.diag().double()
-    union = matrix.sum(0) + matrix.sum(1) - matrix.diag()
-    present = union > 0
-    return float((hits[present] / union[present]).mean()) if present.any() else float("nan")
+    confusion = ConfusionMatrix(classes)
+    counts = torch.bincount(labels * classes + prediction, minlength=classes * classes)
+    confusion.matrix += counts.reshape(classes, classes).numpy()
+    return confusion.miou()
 
 
 def fit_class_bias(
