@@ -1,7 +1,8 @@
 """What a run writes and reads back: the resumable ``last.pt`` and the fp16 ``model.pt``.
 
-``last.pt`` holds model + optimizer + scheduler + scaler + RNG + iteration + the config, so a
-resumed single-process run reproduces the uninterrupted one exactly.
+``last.pt`` holds model + optimizer + scheduler + scaler + RNG + iteration + the config (+ the
+weight average, when on), so a resumed single-process run reproduces the uninterrupted one
+exactly.
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ def save_state(
     iteration: int,
     cfg: TrainConfig,
     device: torch.device,
+    ema: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    payload = {
+    payload: dict[str, Any] = {
         "format": STATE_FORMAT,
         "version": 1,
         "iteration": iteration,
@@ -149,6 +151,8 @@ def save_state(
         "rng": capture_rng(device),
         "train_config": cfg.to_dict(),
     }
+    if ema is not None:
+        payload["ema"] = dict(ema)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)

@@ -142,6 +142,10 @@ class ScheduleSection:
     warmup_iterations: int = 0
     # Iterations between redraws of the crop set (an "epoch" of random crops).
     epoch_iterations: int = 1000
+    # Exponential moving average of the weights (training/ema.py): 0 = off; e.g. 0.999 averages
+    # over about the last 1000 steps. When on, validation and model.pt use the average and
+    # model_raw.pt keeps the last step's weights.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.warmup_iterations < 0 or self.warmup_iterations >= self.iterations:
@@ -156,6 +160,8 @@ class ScheduleSection:
             raise ValueError(f"schedule.optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"schedule.momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"schedule.ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def lr_at(self, iteration: int) -> float:
         """Learning rate of step ``iteration`` (0-based)."""

@@ -7,7 +7,9 @@ write on every step (inside ``forward_train``, averaged across processes under D
 Output directory::
 
     last.pt          training state (model + optimizer + scheduler + RNG + iteration): --resume
-    model.pt         the inference weights in fp16 (what ``load_checkpoint`` and the node use)
+    model.pt         the inference weights in fp16 (what ``load_checkpoint`` and the node use);
+                     with ``schedule.ema_decay``, their moving average (training/ema.py)
+    model_raw.pt     with ``schedule.ema_decay`` only: the last step's weights, not averaged
     train_log.csv    one row per ``run.log_every`` iterations (losses, lr, images/s)
     val_log.csv      one row per validation (mIoU and per-class IoU)
     tensorboard/     the same scalars, when the ``tensorboard`` package is installed
@@ -52,6 +54,7 @@ from uhr_seg_ros.training.crops import (
     validation_crops,
 )
 from uhr_seg_ros.training.distributed import init_distributed, pick_device
+from uhr_seg_ros.training.ema import WeightAverage
 from uhr_seg_ros.training.logs import TrainingLogs
 from uhr_seg_ros.training.losses import build_loss
 
@@ -143,6 +146,9 @@ def train(
     if ctx.world > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device).train()
+    ema = WeightAverage(model, cfg.schedule.ema_decay) if cfg.schedule.ema_decay else None
+    if ema is not None and state is not None and "ema" in state:
+        ema.load_state_dict(state["ema"])
 
     loss_module = build_loss(cfg.model.family, cfg.loss)
     loss_terms: tuple[str, ...] = tuple(getattr(loss_module, "terms"))  # noqa: B009
@@ -236,6 +242,8 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update(model)
 
         window_loss += torch.stack([loss.detach().float(), *(terms[t].float() for t in loss_terms)])
         window_steps += 1
@@ -276,7 +284,7 @@ def train(
             and ctx.main
             and (final or (cfg.run.val_every and done % cfg.run.val_every == 0))
         ):
-            result = validate_fn(model, done)
+            result = validate_fn(model if ema is None else ema.model, done)
             if result is not None:
                 val_miou, per_class = result
                 log.info("iteration %d: validation mIoU %.4f", done, val_miou)
@@ -284,7 +292,17 @@ def train(
                     logs.val_row(done, val_miou, per_class)
         if final or done % cfg.run.checkpoint_every == 0:
             if ctx.main:
-                save_state(state_path, model, optimizer, scheduler, scaler, done, cfg, device)
+                save_state(
+                    state_path,
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    done,
+                    cfg,
+                    device,
+                    ema=None if ema is None else ema.state_dict(),
+                )
             if ctx.world > 1:
                 dist.barrier()
 
@@ -302,8 +320,22 @@ def train(
         palette = [list(colour) for colour in first.dataset.palette]
         meta = training_meta(cfg, ctx, last_loss, val_miou, run_start)
         meta["training_tiles"] = training_tile_ids(cfg, class_names)
+        if ema is not None:
+            save_checkpoint(
+                out_dir / "model_raw.pt",
+                model,
+                half=True,
+                inference_only=True,
+                palette=palette,
+                training=meta,
+            )
         save_checkpoint(
-            model_path, model, half=True, inference_only=True, palette=palette, training=meta
+            model_path,
+            model if ema is None else ema.model,
+            half=True,
+            inference_only=True,
+            palette=palette,
+            training=meta,
         )
         log.info(
             "wrote %s (fp16 inference weights) and %s (resumable state)", model_path, state_path
