@@ -280,3 +280,41 @@ def test_one_file_into_a_folder_and_a_mask_name_for_many_is_refused(
         == 1
     )
     assert "pass a folder" in caplog.text
+
+
+def test_min_confidence_marks_unsure_pixels_255_and_keeps_the_rest(
+    checkpoint, image_file, tmp_path
+):
+    from uhr_seg_ros.pipeline import Segmenter
+    from uhr_seg_ros.settings import SegmenterSettings
+
+    out = tmp_path / "mask.png"
+    args = ["segment", str(image_file), "--model", str(checkpoint), "--backend", "cpu"]
+    assert main([*args, "--out", str(out), "--min-confidence", "0.4"]) == 0
+    mask = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+
+    settings = SegmenterSettings(
+        model_path=str(checkpoint), backend_order=("cpu",), return_confidence=True
+    )
+    segmenter = Segmenter.from_settings(settings)
+    image = cv2.cvtColor(cv2.imread(str(image_file)), cv2.COLOR_BGR2RGB)
+    result = segmenter.segment(image)
+    segmenter.close()
+    unsure = result.confidence < 0.4
+    assert 0 < unsure.sum() < unsure.size  # the threshold splits this frame
+    assert (mask[unsure] == 255).all()
+    np.testing.assert_array_equal(mask[~unsure], result.mask[~unsure])
+
+
+@pytest.mark.parametrize("value", ["0", "1.5"])
+def test_min_confidence_outside_0_1_is_refused(checkpoint, image_file, tmp_path, caplog, value):
+    args = [
+        "segment",
+        str(image_file),
+        "--out",
+        str(tmp_path / "m.png"),
+        "--model",
+        str(checkpoint),
+    ]
+    assert main([*args, "--min-confidence", value]) == 1
+    assert "--min-confidence must be in (0, 1)" in caplog.text

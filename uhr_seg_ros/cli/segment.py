@@ -5,9 +5,12 @@ orthomosaic in, a georeferenced mask GeoTIFF (and polygons) out.
     uhr-seg segment flights/day1/ 'archive/**/*.jpg' --out masks/    # many files, one process
     uhr-seg segment big.jpg --out mask.png --backend cuda --memory-cap-mb 1000 --color overlay.png
     uhr-seg segment mosaic.tif --out mask.tif --bands 3,2,1 --overviews --vector classes.gpkg
+    uhr-seg segment unlabelled/ --out pseudo/masks --min-confidence 0.7  # pseudo-labels
 
 The mask is a single-channel 8-bit image the size of the input whose pixel values are class ids
 (0..C-1, see the model's class names); ``--color`` writes the palette blended over the image.
+``--min-confidence P`` writes 255 ("not sure") where the largest softmax probability is below
+P: masks of unlabelled frames that training reads as labels with those pixels ignored.
 Several inputs, a folder or a glob write one mask per image into the --out folder; existing
 masks are skipped unless --overwrite; a failing input is logged and the others go on (non-zero
 exit if any failed). The model is loaded and calibrated once, each frame size planned once.
@@ -65,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="many-files mode: redo masks that already exist (default: skip)",
     )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="PNG masks: 255 where the top class probability is below P (0 < P < 1), "
+        "e.g. pseudo-labels for training",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_segmenter_arguments(parser, device_alias=True)
     add_raster_arguments(parser)
@@ -75,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from uhr_seg_ros.geo import is_raster_path
 
+    if args.min_confidence is not None and not 0.0 < args.min_confidence < 1.0:
+        raise ValueError(f"--min-confidence must be in (0, 1), got {args.min_confidence}")
     settings_from_args(args)  # a bad flag fails before any image is read
     inputs = list(args.inputs)
     # One file and an --out with a suffix (not an existing folder): one mask file.
@@ -104,9 +117,11 @@ def run_single(args: argparse.Namespace) -> int:
             "a .tif (georeferenced mask)"
         )
     check_raster_arguments(args, raster_out=False)
-    segmenter = Segmenter.from_settings(settings_from_args(args))
+    segmenter = Segmenter.from_settings(segment_settings(args))
     try:
-        result, size = segment_image_file(segmenter, args.image, args.out, args.color)
+        result, size = segment_image_file(
+            segmenter, args.image, args.out, args.color, args.min_confidence
+        )
     finally:
         segmenter.close()
     timings = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
@@ -122,21 +137,38 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
-def segment_image_file(segmenter, image_path: Path, out: Path, color: Path | None = None):
-    """Decode ``image_path``, segment it, write the class-id PNG ``out`` (and the overlay
-    ``color``). Returns the :class:`SegmentationResult` and the frame's ``(H, W)``."""
+def segment_settings(args: argparse.Namespace):
+    """The shared flags' settings, with the confidence map when ``--min-confidence`` needs it."""
+    return settings_from_args(args, return_confidence=args.min_confidence is not None)
+
+
+def segment_image_file(
+    segmenter,
+    image_path: Path,
+    out: Path,
+    color: Path | None = None,
+    min_confidence: float | None = None,
+):
+    """Decode ``image_path``, segment it, write the class-id PNG ``out`` (255 where the
+    confidence is below ``min_confidence``) and the overlay ``color``. Returns the
+    :class:`SegmentationResult` and the frame's ``(H, W)``."""
     import cv2
+    import numpy as np
 
     from uhr_seg_ros.data.image_io import read_rgb
-    from uhr_seg_ros.data.palettes import colorize
+    from uhr_seg_ros.data.palettes import IGNORE_INDEX, colorize
 
     image = read_rgb(image_path)
     result = segmenter.segment(image)
+    mask = result.mask
+    if min_confidence is not None:
+        assert result.confidence is not None, "segment_settings asks for the confidence"
+        mask = np.where(result.confidence < min_confidence, IGNORE_INDEX, mask).astype(np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), result.mask):
+    if not cv2.imwrite(str(out), mask):
         raise ValueError(f"OpenCV cannot write {out}; check that its folder is writable")
     if color is not None:
-        overlay = colorize(result.mask, segmenter.palette, image)
+        overlay = colorize(mask, segmenter.palette, image)
         color.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(color), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
             raise ValueError(
@@ -223,7 +255,7 @@ def run_many(args: argparse.Namespace) -> int:
             args.out,
         )
     done, seconds = 0, []
-    segmenter = Segmenter.from_settings(settings_from_args(args)) if todo else None
+    segmenter = Segmenter.from_settings(segment_settings(args)) if todo else None
     try:
         bar = tqdm(todo, unit="img", desc="segment", disable=args.no_progress or not todo)
         for source in bar:
@@ -264,9 +296,11 @@ def segment_input(segmenter, source: Path, out_dir: Path, args: argparse.Namespa
         if color is not None:
             raise ValueError("--color is for PNG masks; a GeoTIFF mask carries its colour table")
         require("rasterio")
+        if args.min_confidence is not None:
+            raise ValueError("--min-confidence is for PNG masks, not GeoTIFF mosaics")
         segment_raster_file(segmenter, source, out, args, show_progress=False)
         return
-    segment_image_file(segmenter, source, out, color)
+    segment_image_file(segmenter, source, out, color, args.min_confidence)
 
 
 def run_raster(args: argparse.Namespace) -> int:
@@ -278,6 +312,8 @@ def run_raster(args: argparse.Namespace) -> int:
     check_raster_arguments(args, raster_out=True)
     if args.color is not None:
         raise ValueError("--color is for PNG masks; a GeoTIFF mask carries its colour table")
+    if args.min_confidence is not None:
+        raise ValueError("--min-confidence is for PNG masks, not GeoTIFF mosaics")
     require("rasterio")  # before loading the model: a missing extra is the first thing said
     if not args.image.is_file():
         raise FileNotFoundError(f"raster {args.image} does not exist")
