@@ -1,9 +1,10 @@
 """An exponential moving average of the weights, kept beside the model being trained.
 
 Why: on a short CPU schedule the last step's weights carry the noise of the last few hundred
-batches of 4 crops; their running average is a smoother point of the same trajectory and
-usually segments better at no inference cost (Polyak averaging; timm's ``ModelEmaV3``,
-``torch.optim.swa_utils``). Floating-point buffers are averaged too (BatchNorm statistics, the
+batches of 4 crops; their running average is a smoother point of the same trajectory, at no
+inference cost (Polyak averaging; timm's ``ModelEmaV3``, ``torch.optim.swa_utils``). Whether it
+segments better depends on the run: on the lite fine-tunes it helped one seed and cost another
+(docs/model.md, "More steps, weight averages and soups"), so it is off by default. Floating-point buffers are averaged too (BatchNorm statistics, the
 SGHRQ memory bank), so the averaged model is consistent without a BatchNorm re-estimation pass;
 integer and boolean buffers (batch counters, "bank initialised" flags) follow the live model.
 """
