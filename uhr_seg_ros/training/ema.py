@@ -4,9 +4,11 @@ Why: on a short CPU schedule the last step's weights carry the noise of the last
 batches of 4 crops; their running average is a smoother point of the same trajectory, at no
 inference cost (Polyak averaging; timm's ``ModelEmaV3``, ``torch.optim.swa_utils``). Whether it
 segments better depends on the run: on the lite fine-tunes it helped one seed and cost another
-(docs/model.md, "More steps, weight averages and soups"), so it is off by default. Floating-point buffers are averaged too (BatchNorm statistics, the
-SGHRQ memory bank), so the averaged model is consistent without a BatchNorm re-estimation pass;
-integer and boolean buffers (batch counters, "bank initialised" flags) follow the live model.
+(docs/model.md, "More steps, weight averages and soups"), so it is off by default.
+
+Floating-point buffers are averaged too (BatchNorm statistics, the SGHRQ memory bank), so the
+averaged model is consistent without a BatchNorm re-estimation pass; integer and boolean buffers
+(batch counters, "bank initialised" flags) follow the live model.
 """
 
 from __future__ import annotations
