@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from uhr_seg_ros.model import SGHRQConfig, build_model
-from uhr_seg_ros.training.losses import LossWeights, SGHRQLoss, affinity_l1, segmentation_ce
+from uhr_seg_ros.training.losses import (
+    LossWeights,
+    SGHRQLoss,
+    affinity_l1,
+    lovasz_softmax,
+    segmentation_ce,
+)
 
 
 def test_ce_ignores_255_and_resizes_logits():
@@ -37,7 +43,10 @@ def test_total_is_the_weighted_sum_of_the_terms():
     outputs = model.forward_train(x)
     weights = LossWeights(aspp=0.5, sr=0.0)
     total, parts = SGHRQLoss(weights)(outputs, labels)
-    assert set(parts) == {"logits", "aspp", "aux8", "aux16", "aux16_m", "fcn", "sr", "affinity"}
+    assert set(parts) == {
+        *("logits", "aspp", "aux8", "aux16", "aux16_m", "fcn", "sr", "affinity", "lovasz")
+    }
+    assert parts["lovasz"].item() == 0.0  # off by default: not computed
     expected = sum(getattr(weights, name) * value for name, value in parts.items())
     torch.testing.assert_close(total.detach(), expected)
     assert dataclasses.asdict(LossWeights()) == {
@@ -49,6 +58,7 @@ def test_total_is_the_weighted_sum_of_the_terms():
         "fcn": 0.4,
         "sr": 0.1,
         "affinity": 1.0,
+        "lovasz": 0.0,
         "class_weights": (),
     }
 
@@ -73,3 +83,36 @@ def test_class_weights_raise_the_rare_class_share_of_the_ce():
     with pytest.raises(ValueError, match="class_weights"):
         LossWeights(class_weights=(1.0, 0.0))
     assert LossWeights(class_weights=None).class_weights == ()  # YAML `class_weights: null`
+
+
+def test_lovasz_of_a_hard_prediction_is_one_minus_the_mean_iou_of_the_present_classes():
+    # On one-hot probabilities the Lovasz extension equals the Jaccard loss itself.
+    labels = torch.tensor([[[0, 0, 0, 1], [1, 1, 255, 255]]])  # class 2 absent
+    predicted = torch.tensor([[[0, 0, 1, 1], [1, 2, 0, 2]]])  # last two pixels ignored
+    logits = 60.0 * F.one_hot(predicted, 3).permute(0, 3, 1, 2).float()
+    iou_0 = 2 / 3  # predicted {0,1}, true {0,1,2}
+    iou_1 = 2 / 4  # predicted {2,3,4}, true {3,4,5}
+    expected = 1.0 - (iou_0 + iou_1) / 2
+    torch.testing.assert_close(lovasz_softmax(logits, labels), torch.tensor(expected))
+    perfect = 60.0 * F.one_hot(labels.clamp_max(2), 3).permute(0, 3, 1, 2).float()
+    assert lovasz_softmax(perfect, labels).item() < 1e-6
+
+
+def test_lovasz_is_differentiable_and_zero_on_a_fully_ignored_batch():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    loss = lovasz_softmax(logits, labels)  # logits resized to the labels
+    loss.backward()
+    assert 0 < loss.item() < 1 and logits.grad is not None and logits.grad.abs().sum() > 0
+    assert lovasz_softmax(logits, torch.full((2, 8, 8), 255)).item() == 0.0
+
+
+def test_lovasz_weight_adds_the_term_to_the_total():
+    torch.manual_seed(0)
+    model = build_model(SGHRQConfig.tiny(num_classes=3))
+    x, labels = torch.rand(2, 3, 64, 64) * 255, torch.randint(0, 3, (2, 64, 64))
+    outputs = model.forward_train(x)
+    off, _ = SGHRQLoss(LossWeights())(outputs, labels)
+    on, parts = SGHRQLoss(LossWeights(lovasz=2.0))(outputs, labels)
+    torch.testing.assert_close(parts["lovasz"], lovasz_softmax(outputs["logits"], labels).detach())
+    torch.testing.assert_close(on, off + 2.0 * parts["lovasz"])

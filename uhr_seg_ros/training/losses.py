@@ -2,7 +2,8 @@
 
 SGHRQ: cross-entropy on every logits head plus the training-only heads; weights default to the
 reference implementation: CE 1.0 on the final, ASPP, aux8, aux16 and aux16_m logits;
-super-resolution MSE 0.1; feature-affinity L1 1.0; FCN auxiliary CE 0.4.
+super-resolution MSE 0.1; feature-affinity L1 1.0; FCN auxiliary CE 0.4. An optional Lovász-softmax
+term on the final logits (off by default) optimises the per-class IoU directly.
 SCPSeg: CE + 0.5 super-resolution L1 + 0.5 local feature alignment, as reported.
 """
 
@@ -22,7 +23,7 @@ from uhr_seg_ros.data.palettes import IGNORE_INDEX
 #: Heads supervised with cross-entropy against the labels (key in ``forward_train``'s dict).
 CE_HEADS = ("logits", "aspp", "aux8", "aux16", "aux16_m", "fcn")
 #: Every term of the total loss, in the order the training logs list them.
-LOSS_TERMS = (*CE_HEADS, "sr", "affinity")
+LOSS_TERMS = (*CE_HEADS, "sr", "affinity", "lovasz")
 
 
 def _check_weights(weights: Any) -> None:
@@ -61,6 +62,9 @@ class LossWeights:
     sr: float = 0.1
     # L1 between the shallow and semantic pixel-affinity (cosine similarity) matrices.
     affinity: float = 1.0
+    # Lovász-softmax on the final logits (a surrogate of 1 - mean IoU over the classes present in
+    # the batch); not in the reference, 0 = off.
+    lovasz: float = 0.0
     # Per-class weights of every cross-entropy term (rare classes up), in label order; empty =
     # all 1. The CE stays a weighted mean over labelled pixels.
     class_weights: tuple[float, ...] = ()
@@ -99,6 +103,34 @@ def affinity_l1(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return (affinity(first) - affinity(second)).abs().mean()
 
 
+def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Lovász-softmax loss (Berman et al., CVPR 2018) over every labelled pixel of the batch.
+
+    Why: cross-entropy scores pixels, the metric scores classes; this is the convex Lovász
+    extension of each class's Jaccard loss on the sorted softmax errors, averaged over the
+    classes present, so a small class's IoU counts as much as a large one's. Logits
+    ``(B,C,h,w)`` are resized (bilinear) to labels ``(B,H,W)`` (255 = ignore); no labelled
+    pixel gives 0."""
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    probs = logits.float().softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
+    labels = labels.reshape(-1)
+    keep = labels != IGNORE_INDEX
+    probs, labels = probs[keep], labels[keep]
+    losses = []
+    for c in labels.unique().tolist():
+        foreground = (labels == c).float()
+        errors, order = (foreground - probs[:, c]).abs().sort(descending=True)
+        fg_sorted = foreground[order]
+        total = fg_sorted.sum()
+        # Jaccard loss of the top-k pixels predicted as c, for every k; its increments are the
+        # weights of the sorted errors (the gradient of the Lovász extension).
+        jaccard = 1.0 - (total - fg_sorted.cumsum(0)) / (total + (1.0 - fg_sorted).cumsum(0))
+        jaccard = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        losses.append(torch.dot(errors, jaccard))
+    return torch.stack(losses).mean() if losses else logits.sum() * 0.0
+
+
 class SGHRQLoss(nn.Module):
     """Weighted sum of every SGHRQ training loss.
 
@@ -120,11 +152,16 @@ class SGHRQLoss(nn.Module):
         }
         terms["sr"] = F.mse_loss(outputs["sr"].float(), outputs["sr_target"].float())
         terms["affinity"] = affinity_l1(outputs["affinity_shallow"], outputs["affinity_semantic"])
+        terms["lovasz"] = (
+            lovasz_softmax(outputs["logits"], labels)
+            if self.weights.lovasz > 0
+            else outputs["logits"].new_zeros(())
+        )
         total = sum(getattr(self.weights, name) * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}
 
     #: Names of the terms in ``parts`` (the training log's columns), in order.
-    terms = (*CE_HEADS, "sr", "affinity")
+    terms = LOSS_TERMS
 
 
 # ---------------------------------------------------------------------------------- SCPSeg
