@@ -73,14 +73,21 @@ class LossWeights:
         _check_weights(self)
 
 
+def _at_label_size(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Logits ``(B,C,h,w)`` resized (bilinear) to the labels' ``(H,W)``: every segmentation loss
+    scores at label resolution."""
+    if logits.shape[-2:] == labels.shape[-2:]:
+        return logits
+    return F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def segmentation_ce(
     logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels; logits ``(B,C,h,w)`` are resized (bilinear) to
     labels ``(B,H,W)`` int64 first. A batch with no labelled pixel gives 0, not NaN. With
     ``class_weights`` (C,) each pixel counts with its class's weight (weighted mean)."""
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = _at_label_size(logits, labels)
     if class_weights is None:
         total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
         return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
@@ -111,8 +118,7 @@ def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     classes present, so a small class's IoU counts as much as a large one's. Logits
     ``(B,C,h,w)`` are resized (bilinear) to labels ``(B,H,W)`` (255 = ignore); no labelled
     pixel gives 0."""
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = _at_label_size(logits, labels)
     probs = logits.float().softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
     labels = labels.reshape(-1)
     keep = labels != IGNORE_INDEX
